@@ -102,7 +102,7 @@ def _probe_error(p: Path, stderr: str) -> MediaError:
     if "does not contain any stream" in low or "output file #0 does not contain" in low or (
         "matches no streams" in low
     ):
-        return MediaError(f"{p}: has no audio track")
+        return MediaError(f"{p}: has no audio track (is it an audio or video file?)")
     last = [line for line in stderr.strip().splitlines() if line.strip()][-1:] or ["unknown error"]
     return MediaError(f"{p}: cannot decode audio ({last[0].strip()})")
 
