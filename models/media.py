@@ -192,8 +192,28 @@ class VideoInfo:
     duration: float | None
 
 
-def read_video_frames(path: str | os.PathLike) -> tuple[VideoInfo, Iterator[np.ndarray]]:
-    """Open a video; returns its info and an iterator of RGB uint8 ``(H, W, 3)`` frames."""
+_VIDEO_SIGNATURES = (
+    (4, b"ftyp"),  # MP4 / MOV / M4V
+    (0, b"RIFF"),  # AVI
+    (0, b"\x1a\x45\xdf\xa3"),  # Matroska / WebM
+    (0, b"OggS"),
+    (0, b"FLV"),
+)
+
+
+def _looks_like_video_container(p: Path) -> bool:
+    with open(p, "rb") as f:
+        head = f.read(16)
+    return any(head[off : off + len(sig)] == sig for off, sig in _VIDEO_SIGNATURES)
+
+
+def read_video_frames(path: str | os.PathLike, strict: bool = True) -> tuple[VideoInfo, Iterator[np.ndarray]]:
+    """Open a video; returns its info and an iterator of RGB uint8 ``(H, W, 3)`` frames.
+
+    A file cut short (an interrupted download or recording) raises MediaError saying so: at open
+    when its index is missing, or, with ``strict``, at the end of the iteration when clearly fewer
+    frames decode than its header announces (``strict=False`` just stops at the last good frame).
+    """
     import imageio_ffmpeg
 
     p = _check_file(path)
@@ -201,7 +221,15 @@ def read_video_frames(path: str | os.PathLike) -> tuple[VideoInfo, Iterator[np.n
         gen = imageio_ffmpeg.read_frames(str(p), pix_fmt="rgb24")
         meta = next(gen)
     except (OSError, RuntimeError, StopIteration) as e:
-        msg = str(e).splitlines()[-1] if str(e) else "unreadable"
+        text = str(e)
+        msg = text.splitlines()[-1] if text else "unreadable"
+        if _looks_like_video_container(p) and (
+            "moov atom not found" in text or "Invalid data" in text or "End of file" in text
+        ):
+            raise MediaError(
+                f"{p}: video file is truncated or damaged (its index is missing: was the download "
+                f"or recording interrupted?)"
+            ) from None
         raise MediaError(f"{p}: not a video that ffmpeg can read ({msg})") from None
     w, h = meta["size"]
     fps = float(meta.get("fps") or 25.0)
@@ -210,13 +238,22 @@ def read_video_frames(path: str | os.PathLike) -> tuple[VideoInfo, Iterator[np.n
     info = VideoInfo(int(w), int(h), fps, nframes, duration)
 
     def frames() -> Iterator[np.ndarray]:
+        count = 0
         try:
             for buf in gen:
+                if len(buf) != w * h * 3:
+                    break  # a partial last frame
+                count += 1
                 yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
         except (OSError, RuntimeError) as e:
             raise MediaError(f"{p}: video is truncated or damaged ({str(e).splitlines()[-1]})") from None
         finally:
             gen.close()
+        if strict and nframes and count < 0.9 * nframes - 2:
+            raise MediaError(
+                f"{p}: video is truncated or damaged: only {count} of the {nframes} frames its header "
+                f"announces could be decoded"
+            )
 
     return info, frames()
 

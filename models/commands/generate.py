@@ -1,0 +1,192 @@
+"""``python main.py generate``: reference image + audio (+ pose, + text) -> MP4 with the audio."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from models.errors import UserError
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="animate a reference image with audio and/or pose",
+                       description="Animate a reference image; the video lasts as long as the audio.")
+    p.add_argument("--image", required=True, help="reference image (any format, any aspect ratio)")
+    p.add_argument("--audio", help="audio or video file whose audio drives the lips and body")
+    p.add_argument("--pose", help="keypoints .npy of shape (T, K, 3) for pose-driven or combined runs")
+    p.add_argument("--pose-video", help="video of a person whose poses drive the body (retargeted)")
+    p.add_argument("--mirror", action="store_true", help="the pose video is mirrored (webcam)")
+    p.add_argument("--text", default="", help="text prompt")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", help="model folder or bundled model name (default: the bundled toon-s)")
+    src.add_argument("--random-init", metavar="PRESET", help="untrained model of a preset (pipeline check)")
+    p.add_argument("--engine", choices=["model", "instant"], default="model")
+    p.add_argument("--mode", choices=["auto", "audio", "pose", "combined"], default="auto")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--cfg-audio", type=float)
+    p.add_argument("--cfg-text", type=float)
+    p.add_argument("--anneal", choices=["none", "linear", "cosine"])
+    p.add_argument("--anneal-strength", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--fps", type=float)
+    p.add_argument("--segment-frames", type=int, help="frames per segment, 1 + 4k")
+    p.add_argument("--area", type=int, help="pixel area of a frame (default: the preset's)")
+    p.add_argument("--max-seconds", type=float, help="only the first seconds (quick previews)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto")
+    p.add_argument("--wav2vec2", help="local wav2vec2 folder, for models trained on wav2vec2 features")
+    p.add_argument("--out", default="out.mp4", help="output MP4")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run)
+
+
+def pick_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA device is available")
+    return torch.device(name)
+
+
+def pick_dtype(name: str, device):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, name)
+
+
+def load_pose_file(path: str) -> np.ndarray:
+    from models.conditions.keypoints import validate_keypoints
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: file not found")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise UserError(f"{p}: not a readable .npy keypoint array ({str(e).splitlines()[0]})") from None
+    if isinstance(arr, np.lib.npyio.NpzFile):
+        keys = list(arr.keys())
+        arr = arr["keypoints"] if "keypoints" in keys else arr[keys[0]]
+    try:
+        return validate_keypoints(arr, str(p))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def load_model_for(args):
+    import torch
+
+    from models.checkpoint import DEFAULT_MODEL, load_model, random_model, resolve_model_path
+
+    device = pick_device(args.device)
+    dtype = pick_dtype(args.dtype, device)
+    if args.random_init:
+        model = random_model(args.random_init, seed=0, device=device)
+    else:
+        model = load_model(resolve_model_path(args.model or DEFAULT_MODEL), device=device)
+    if dtype != torch.float32:
+        model = model.to(dtype)
+    return model
+
+
+def run(args) -> int:
+    from models import media
+    from models.conditions.keypoints import resample_keypoints  # noqa: F401  (kept for pose fitting)
+    from models.pipeline import Callbacks, GenerationInputs, GenerationSettings, generate
+
+    log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    if args.audio is None and args.pose is None and args.pose_video is None:
+        raise UserError("give --audio, --pose or --pose-video (or several)")
+    image = media.read_image(args.image)
+    audio = media.read_audio(args.audio) if args.audio else None
+    if audio is not None and args.max_seconds:
+        audio = audio[: int(args.max_seconds * media.SAMPLE_RATE)]
+    pose = load_pose_file(args.pose) if args.pose else None
+    if args.pose_video:
+        pose = poses_from_video(args.pose_video, image, args.mirror, args.fps, log)
+
+    if args.engine == "instant":
+        from models.instant.engine import run_instant_cli  # the instant engine (issue 7)
+
+        return run_instant_cli(args, image, audio, pose, log)
+
+    t0 = time.perf_counter()
+    model = load_model_for(args)
+    cfg = model.config
+    if args.random_init:
+        log(f"note: untrained '{args.random_init}' model with random weights -- the video shows noise, "
+            "not a person; this checks the pipeline end to end")
+    log(f"model {cfg.name}: {model.num_parameters()['total'] / 1e6:.1f} M parameters on {model.device} "
+        f"({time.perf_counter() - t0:.1f} s to load)")
+    settings = GenerationSettings(
+        steps=args.steps, cfg_text=args.cfg_text, cfg_audio=args.cfg_audio, anneal=args.anneal,
+        anneal_strength=args.anneal_strength, seed=args.seed, segment_frames=args.segment_frames,
+        area=args.area, fps=args.fps, mode=args.mode,
+        max_frames=int(round(args.max_seconds * (args.fps or cfg.cond.fps))) if args.max_seconds else None,
+    )
+    out = Path(args.out)
+    writer: media.VideoWriter | None = None
+    state = {"t": time.perf_counter()}
+
+    def on_step(seg: int, n_seg: int, step: int, steps: int) -> None:
+        if step == steps:
+            return
+        if not args.quiet and sys.stderr.isatty():
+            print(f"\rsegment {seg + 1}/{n_seg}  step {step}/{steps}", end="", file=sys.stderr, flush=True)
+
+    def on_segment(seg: int, frames: np.ndarray, start: int) -> None:
+        nonlocal writer
+        if writer is None:
+            h, w = frames.shape[1:3]
+            fps = args.fps or cfg.cond.fps
+            track = None
+            if audio is not None:
+                n = settings.max_frames
+                track = audio if not n else audio[: int(round(n / fps * media.SAMPLE_RATE))]
+            writer = media.VideoWriter(out, w, h, fps, track)
+        writer.write(frames)
+        now = time.perf_counter()
+        if sys.stderr.isatty() and not args.quiet:
+            print("\r", end="", file=sys.stderr)
+        log(f"segment {seg + 1}: frames {start}-{start + len(frames) - 1} in {now - state['t']:.1f} s")
+        state["t"] = now
+
+    inputs = GenerationInputs(image=image, audio=audio, pose=pose, text=args.text)
+    try:
+        result = generate(model, inputs, settings, Callbacks(on_step=on_step, on_segment=on_segment),
+                          keep_frames=False)
+    finally:
+        if writer is not None:
+            writer.close()
+    log(f"wrote {out}: {result.num_frames} frames at {result.fps:g} fps, {result.width}x{result.height}, "
+        f"mode {result.mode}, seed {result.seed}, {result.seconds:.1f} s "
+        f"({result.seconds / max(result.num_segments, 1):.1f} s per segment)")
+    return 0
+
+
+def poses_from_video(path: str, image: np.ndarray, mirror: bool, fps: float | None, log) -> np.ndarray:
+    """Poses of the person in ``path``, retargeted onto the reference's body, at the output fps."""
+    from models.conditions.keypoints import resample_keypoints
+
+    try:
+        from models.conditions.pose import extract_video_poses
+        from models.conditions.reference import analyze_reference
+        from models.conditions.retarget import retarget
+    except ImportError as e:
+        raise UserError(f"--pose-video needs the pose extractor, which is not available ({e})") from None
+    track = extract_video_poses(path)
+    log(f"{path}: poses of {len(track.keypoints)} frames at {track.fps:g} fps")
+    target_fps = fps or 25.0
+    n = max(1, int(round(len(track.keypoints) * target_fps / track.fps)))
+    driver = resample_keypoints(track.keypoints, n)
+    ref = analyze_reference(image)
+    h, w = image.shape[:2]
+    return retarget(driver, ref.keypoints, track.width / track.height, w / h, mirror=mirror)

@@ -1,0 +1,30 @@
+"""The OmniHuman model: causal VAE + conditioned transformer, built from one ``ModelConfig``."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from models.config import ModelConfig
+from models.dit import OmniHumanTransformer
+from models.vae import CausalVAE
+
+
+class OmniHuman(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.vae.latent_channels != config.dit.latent_channels:
+            raise ValueError("VAE and transformer disagree on latent channels")
+        if config.vae.spatial_factor != 8 or config.vae.temporal_factor != 4:
+            raise ValueError("the pipeline expects a VAE that is 8x in space and 4x in time")
+        self.config = config
+        self.vae = CausalVAE(config.vae)
+        self.transformer = OmniHumanTransformer(config.dit)
+
+    def num_parameters(self) -> dict[str, int]:
+        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        return {"vae": count(self.vae), "transformer": count(self.transformer), "total": count(self)}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device

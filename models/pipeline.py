@@ -1,0 +1,290 @@
+"""Segment-by-segment generation of any length, with motion frames, streaming and cancel.
+
+``generate(model, inputs, settings, callbacks)`` is the one entry point the CLI and the app share.
+The video is cut into segments of ``1 + 4k`` frames; segment k > 0 is conditioned on the last
+``motion_frames`` (5) decoded frames of segment k - 1, re-encoded by the VAE as 2 clean latent
+frames. Each segment is decoded and handed to ``callbacks.on_segment`` as soon as it is ready, so a
+caller can show and save it before the next one starts; a cancel is checked before every sampling
+step.
+
+Driving modes: ``audio`` (audio on, pose off), ``pose`` (pose on, audio off, as the paper
+prescribes for pose-driven animation), ``combined``. ``auto`` picks from what was given.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from models.conditions.audio import MelFeatures
+from models.conditions.keypoints import render_heatmaps, validate_keypoints
+from models.conditions.text import tokenize
+from models.config import latent_frames
+from models.dit import Conditions, PreparedConditions
+from models.errors import GenerationCancelled, UserError
+from models.flow import ANNEAL_SCHEDULES, Guidance, euler_sample, shift_for_tokens
+from models.media import SAMPLE_RATE, num_video_frames
+from models.model import OmniHuman
+
+MODES = ("auto", "audio", "pose", "combined")
+
+
+@dataclass
+class GenerationInputs:
+    image: np.ndarray  # (H, W, 3) uint8 RGB reference
+    audio: np.ndarray | None = None  # mono float32 at 16 kHz
+    pose: np.ndarray | None = None  # (T, K, 3) keypoints at the output fps, in the reference's frame
+    text: str = ""
+
+
+@dataclass
+class GenerationSettings:
+    steps: int | None = None  # None: the preset's default
+    cfg_text: float | None = None
+    cfg_audio: float | None = None
+    anneal: str | None = None
+    anneal_strength: float | None = None
+    seed: int | None = None  # None: a random seed, reported in the result
+    segment_frames: int | None = None
+    motion_frames: int | None = None
+    area: int | None = None  # pixel area; the aspect ratio comes from the reference
+    fps: float | None = None
+    mode: str = "auto"
+    shift: float | None = None
+    max_frames: int | None = None  # cap on the video length (previews)
+
+
+@dataclass
+class Callbacks:
+    on_step: Callable[[int, int, int, int], None] | None = None  # (segment, n_segments, step, steps)
+    on_segment: Callable[[int, np.ndarray, int], None] | None = None  # (segment, frames (T,H,W,3), start)
+    should_cancel: Callable[[], bool] | None = None
+
+
+@dataclass
+class GenerationResult:
+    num_frames: int
+    fps: float
+    height: int
+    width: int
+    seed: int
+    mode: str
+    segments_done: int
+    num_segments: int
+    cancelled: bool = False
+    frames: np.ndarray | None = None  # (T, H, W, 3) when keep_frames
+    seconds: float = 0.0
+    segment_seconds: list[float] = field(default_factory=list)
+
+
+def plan_segments(num_frames: int, segment_frames: int) -> list[tuple[int, int]]:
+    """(start, length) of each segment; every length is 1 + 4k and the last is the shortest such
+    length that covers the remaining frames (it may run past the end by up to 3 frames)."""
+    latent_frames(segment_frames)  # validates 1 + 4k
+    out, start = [], 0
+    while start < num_frames:
+        rem = num_frames - start
+        length = segment_frames if rem >= segment_frames else 1 + 4 * ((max(rem, 1) - 1 + 3) // 4)
+        out.append((start, length))
+        start += length
+    return out
+
+
+def resolve_mode(mode: str, has_audio: bool, has_pose: bool) -> str:
+    if mode not in MODES:
+        raise UserError(f"mode must be one of {MODES}, got '{mode}'")
+    if mode == "auto":
+        mode = "combined" if has_audio and has_pose else "pose" if has_pose else "audio"
+    if mode in ("pose", "combined") and not has_pose:
+        raise UserError(f"{mode}-driven generation needs a pose sequence")
+    if mode in ("audio", "combined") and not has_audio:
+        raise UserError(f"{mode}-driven generation needs audio")
+    return mode
+
+
+def prepare_reference(image: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """RGB uint8 ``(H0, W0, 3)`` -> ``(1, 3, 1, H, W)`` in [-1, 1], resized to the target size."""
+    import cv2
+
+    interp = cv2.INTER_AREA if image.shape[0] > height else cv2.INTER_CUBIC
+    img = cv2.resize(image, (width, height), interpolation=interp)
+    x = torch.from_numpy(img).float().div(127.5).sub(1.0)
+    return x.permute(2, 0, 1)[None, :, None]
+
+
+def to_uint8(video: torch.Tensor) -> np.ndarray:
+    """``(1, 3, T, H, W)`` in [-1, 1] -> ``(T, H, W, 3)`` uint8."""
+    v = video[0].float().clamp(-1, 1).add(1).mul(127.5).round().byte()
+    return v.permute(1, 2, 3, 0).cpu().numpy()
+
+
+def branch_model(model: OmniHuman, full: PreparedConditions, null: PreparedConditions):
+    """A callable for the sampler: stacks the prepared conditions of the requested branches."""
+
+    def select(branch: tuple[bool, bool]) -> PreparedConditions:
+        text_on, audio_on = branch
+        valid = None
+        if full.text is not None:
+            valid = full.text_valid & torch.tensor(text_on, device=full.text_valid.device)
+        return PreparedConditions(full.reference, full.motion, full.text, valid,
+                                  full.audio if audio_on else null.audio, full.pose)
+
+    def cat(items: list[PreparedConditions]) -> PreparedConditions:
+        def c(name):
+            vals = [getattr(p, name) for p in items]
+            return None if vals[0] is None else torch.cat(vals, dim=0)
+
+        return PreparedConditions(*(c(n) for n in ("reference", "motion", "text", "text_valid", "audio", "pose")))
+
+    def run(x: torch.Tensor, t: torch.Tensor, branches: list[tuple[bool, bool]]) -> torch.Tensor:
+        cond = cat([select(b) for b in branches])
+        return model.transformer(x, t, cond)
+
+    return run
+
+
+@torch.no_grad()
+def generate(
+    model: OmniHuman,
+    inputs: GenerationInputs,
+    settings: GenerationSettings | None = None,
+    callbacks: Callbacks | None = None,
+    keep_frames: bool = True,
+    audio_features: Callable | None = None,
+) -> GenerationResult:
+    """Generate a video for ``inputs``; see the module docstring."""
+    settings = settings or GenerationSettings()
+    cb = callbacks or Callbacks()
+    cfg = model.config
+    sc = cfg.sampling
+    steps = settings.steps or sc.steps
+    seg_len = settings.segment_frames or sc.segment_frames
+    motion_len = sc.motion_frames if settings.motion_frames is None else settings.motion_frames
+    fps = settings.fps or cfg.cond.fps
+    guidance = Guidance(
+        text=sc.cfg_text if settings.cfg_text is None else settings.cfg_text,
+        audio=sc.cfg_audio if settings.cfg_audio is None else settings.cfg_audio,
+        anneal=settings.anneal or sc.anneal,
+        strength=sc.anneal_strength if settings.anneal_strength is None else settings.anneal_strength,
+    )
+    if guidance.anneal not in ANNEAL_SCHEDULES:
+        raise UserError(f"annealing must be one of {ANNEAL_SCHEDULES}, got '{guidance.anneal}'")
+    if steps < 1:
+        raise UserError(f"steps must be at least 1, got {steps}")
+    try:
+        latent_frames(seg_len)
+    except ValueError as e:
+        raise UserError(f"segment length: {e}") from None
+    if motion_len not in (0, 5):
+        raise UserError("motion frames must be 5 (2 latent frames) or 0")
+    if inputs.image is None or inputs.image.ndim != 3 or inputs.image.shape[2] != 3:
+        raise UserError("reference image must be an RGB image")
+
+    has_audio = inputs.audio is not None and len(inputs.audio) > 0
+    pose = validate_keypoints(inputs.pose, "pose") if inputs.pose is not None else None
+    mode = resolve_mode(settings.mode, has_audio, pose is not None)
+    use_audio = mode in ("audio", "combined")
+    use_pose = mode in ("pose", "combined")
+
+    if has_audio:
+        total = num_video_frames(len(inputs.audio), fps, SAMPLE_RATE)
+    else:
+        total = len(pose)
+    if settings.max_frames:
+        total = min(total, settings.max_frames)
+
+    h0, w0 = inputs.image.shape[:2]
+    height, width = cfg.resolution_for(w0 / h0, settings.area)
+    seed = settings.seed if settings.seed is not None else random.randrange(2**31)
+    device = model.device
+    dtype = next(model.transformer.parameters()).dtype
+
+    # Conditions that span the whole video, computed once.
+    feats = None
+    if use_audio:
+        if abs(fps - cfg.cond.fps) > 1e-6 and audio_features is None:
+            enc_cfg = cfg.cond.__class__(**{**cfg.cond.__dict__, "fps": fps})
+            audio_features = MelFeatures(enc_cfg)
+        enc = audio_features or MelFeatures(cfg.cond)
+        feats = enc(inputs.audio, total).to(device)  # (T, F)
+    if use_pose and len(pose) < total:  # hold the last pose
+        pose = np.concatenate([pose, np.repeat(pose[-1:], total - len(pose), axis=0)])
+
+    text_tokens = text_mask = None
+    if inputs.text.strip():
+        text_tokens, text_mask = tokenize([inputs.text], cfg.dit.text_max_len)
+        text_tokens, text_mask = text_tokens.to(device), text_mask.to(device)
+
+    ref_latent = model.vae.encode(prepare_reference(inputs.image, height, width).to(device, dtype))
+    h, w = ref_latent.shape[-2:]
+
+    segments = plan_segments(total, seg_len)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    result = GenerationResult(num_frames=total, fps=fps, height=height, width=width, seed=seed, mode=mode,
+                              segments_done=0, num_segments=len(segments))
+    kept: list[np.ndarray] = []
+    prev_tail: torch.Tensor | None = None  # last motion frames, (1, 3, 5, H, W) in [-1, 1]
+    t_start = time.perf_counter()
+    sigma = cfg.cond.heatmap_sigma
+
+    for si, (start, length) in enumerate(segments):
+        t_seg = time.perf_counter()
+        n_lat = latent_frames(length)
+        seg_feats = None
+        if feats is not None:
+            seg_feats = feats[start : start + length]
+            if len(seg_feats) < length:  # past the end of the audio: silence
+                pad = feats.new_full((length - len(seg_feats), feats.shape[1]), float(feats.min()))
+                seg_feats = torch.cat([seg_feats, pad])
+            seg_feats = seg_feats[None]
+        seg_pose = None
+        if use_pose:
+            kp = pose[start : start + length]
+            if len(kp) < length:
+                kp = np.concatenate([kp, np.repeat(kp[-1:], length - len(kp), axis=0)])
+            seg_pose = render_heatmaps(kp, height, width, sigma=sigma, device=device, dtype=dtype)[None]
+
+        motion = None
+        if prev_tail is not None and motion_len:
+            motion = model.vae.encode(prev_tail)  # (1, C, 2, h, w)
+
+        cond = Conditions(reference=ref_latent, motion=motion, text_tokens=text_tokens, text_mask=text_mask,
+                          audio=seg_feats, pose=seg_pose)
+        full = model.transformer.prepare(cond, n_lat)
+        null = model.transformer.prepare(Conditions(reference=ref_latent, motion=motion), n_lat)
+        runner = branch_model(model, full, null)
+
+        noise = torch.randn((1, cfg.dit.latent_channels, n_lat, h, w), generator=gen).to(device, dtype)
+        n_tokens = (n_lat + 1 + (2 if motion is not None else 0)) * (h // 2) * (w // 2)
+        shift = settings.shift or sc.shift or shift_for_tokens(n_tokens)
+
+        def on_step(i: int, n: int, _si=si) -> None:
+            if cb.on_step:
+                cb.on_step(_si, len(segments), i, n)
+
+        try:
+            latents = euler_sample(runner, noise, steps, shift, guidance, has_text=text_tokens is not None,
+                                   has_audio=use_audio, on_step=on_step, should_cancel=cb.should_cancel)
+        except GenerationCancelled:
+            result.cancelled = True
+            break
+        video = model.vae.decode(latents.to(dtype))  # (1, 3, length, H, W)
+        if motion_len:
+            prev_tail = video[:, :, -motion_len:] if video.shape[2] >= motion_len else None
+        frames = to_uint8(video)[: max(0, min(length, total - start))]
+        result.segments_done += 1
+        result.segment_seconds.append(time.perf_counter() - t_seg)
+        if keep_frames:
+            kept.append(frames)
+        if cb.on_segment:
+            cb.on_segment(si, frames, start)
+
+    result.seconds = time.perf_counter() - t_start
+    if keep_frames:
+        result.frames = np.concatenate(kept) if kept else np.zeros((0, height, width, 3), np.uint8)
+    return result

@@ -1,0 +1,175 @@
+"""Pose extraction and reference analysis on real photographs and video shipped by PyPI packages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.conditions import keypoints as kpl
+from models.conditions.pose import (
+    PoseExtractor,
+    PoseTrack,
+    extract_image_pose,
+    extract_video_poses,
+    load_pose_track,
+    person_present,
+    save_pose_track,
+)
+from models.conditions.reference import analyze_reference, classify_framing, portrait_template
+from models.errors import UserError
+from models.media import MediaError, read_image, write_video
+from tests import media_assets as assets
+
+I = kpl.INDEX
+
+
+def _face_points(kp):
+    return kp[kpl.FACE_START :]
+
+
+@pytest.fixture(scope="module")
+def carphone_track() -> PoseTrack:
+    return extract_video_poses(assets.carphone_path())
+
+
+def test_real_portrait_landmarks():
+    img = read_image(assets.astronaut_path())
+    info = analyze_reference(img)
+    kp = info.keypoints
+    assert info.person_found and info.face_visible
+    assert info.framing == "portrait"
+    kpl.validate_keypoints(kp)
+    # Head and shoulders found, anatomically ordered in the image (a frontal photo: the person's
+    # left is on the image's right).
+    for name in ("nose", "left_eye", "right_eye", "left_shoulder", "right_shoulder", "mouth_left"):
+        assert kp[I[name], 2] > 0.5, name
+    assert kp[I["left_eye"], 0] > kp[I["nose"], 0] > kp[I["right_eye"], 0]
+    assert kp[I["left_eye"], 1] < kp[I["nose"], 1] < kp[I["mouth_left"], 1] < kp[I["left_shoulder"], 1]
+    # Every face point found, and the lips and eyes sit around the body model's mouth and eyes.
+    face = _face_points(kp)
+    assert (face[:, 2] > 0).all()
+    mouth = kp[[I["mouth_left"], I["mouth_right"]], :2].mean(0)
+    lips = face[:10, :2].mean(0)
+    assert np.linalg.norm(lips - mouth) < 0.03
+    assert np.linalg.norm(kp[I["face_left_iris"], :2] - kp[I["left_eye"], :2]) < 0.03
+    # The box holds the face and is inside the image.
+    x0, y0, x1, y1 = info.bbox
+    assert 0 <= x0 < kp[I["right_eye"], 0] and kp[I["left_eye"], 0] < x1 <= 1 and 0 <= y0 < y1 <= 1
+
+
+def test_real_full_body_photo():
+    info = analyze_reference(assets.full_body_photo())
+    kp = info.keypoints
+    assert info.person_found
+    assert info.framing == "full_body"
+    for name in ("left_shoulder", "right_shoulder", "left_hip", "left_knee", "right_knee", "right_ankle"):
+        assert kp[I[name], 2] > 0.5, name
+    # Head above hips above knees above the (visible) right ankle.
+    assert kp[I["nose"], 1] < kp[I["right_hip"], 1] < kp[I["right_knee"], 1] < kp[I["right_ankle"], 1]
+    assert info.bbox[3] - info.bbox[1] > 0.8  # the cyclist spans the picture's height
+
+
+def test_real_video_landmarks(carphone_track):
+    tr = carphone_track
+    assert tr.keypoints.shape == (120, kpl.NUM_KEYPOINTS, 3)
+    assert tr.fps == pytest.approx(29.97, abs=0.01)
+    assert (tr.width, tr.height) == (176, 144)
+    assert not tr.missing.any()
+    kp = tr.keypoints
+    assert (kp[:, I["nose"], 2] > 0.5).all()
+    assert (kp[:, kpl.FACE_START :, 2] > 0).all()
+    # He speaks: the inner lips open and close over the clip (mouth opening in units of mouth width).
+    opening = np.linalg.norm(kp[:, I["face_lip_upper_inner"], :2] - kp[:, I["face_lip_lower_inner"], :2], axis=-1)
+    width = np.linalg.norm(kp[:, I["face_lip_corner_left"], :2] - kp[:, I["face_lip_corner_right"], :2], axis=-1)
+    ratio = opening / width
+    assert ratio.max() - ratio.min() > 0.3
+    # The head moves little between consecutive frames (tracking, not re-detection noise).
+    step = np.abs(np.diff(kp[:, I["nose"], :2], axis=0)).max()
+    assert step < 0.08
+
+
+def test_extractor_tracks_live_frames_and_single_image_mode_agree():
+    img = read_image(assets.astronaut_path())
+    still = extract_image_pose(img)
+    with PoseExtractor(static_image_mode=False) as ex:
+        live = [ex(img) for _ in range(3)]
+        assert ex.frames_processed == 3
+    for kp in live:
+        assert person_present(kp)
+        d = np.abs(kp[I["nose"], :2] - still[I["nose"], :2]).max()
+        assert d < 0.02
+
+
+def test_image_with_no_person():
+    img = read_image(assets.coffee_path())
+    assert not person_present(extract_image_pose(img))
+    info = analyze_reference(img)
+    assert not info.person_found and not info.face_visible
+    assert info.framing == "portrait" and info.bbox == (0.0, 0.0, 1.0, 1.0)
+    assert "No person found" in info.message and "portrait" in info.message
+    kpl.validate_keypoints(info.keypoints)
+    # The fallback keeps a usable portrait skeleton: face and shoulders inside the picture.
+    assert info.keypoints[I["nose"], 2] > 0 and info.keypoints[I["left_shoulder"], 2] > 0
+
+
+def test_analyze_reference_never_raises_on_odd_images():
+    for img in (
+        np.zeros((64, 64, 3), np.uint8),
+        np.full((16, 300, 3), 255, np.uint8),
+        np.random.default_rng(0).integers(0, 255, (40, 30, 4), dtype=np.uint8),
+    ):
+        info = analyze_reference(img)
+        assert info.framing == "portrait" and not info.person_found
+    with pytest.raises(ValueError, match="RGB uint8"):
+        analyze_reference(np.zeros((64, 64), np.float32))
+
+
+def test_video_with_no_person(tmp_path):
+    t = np.arange(12)[:, None, None, None]
+    frames = np.broadcast_to((t * 20 + np.arange(64)[None, None, :, None] * 3) % 255, (12, 48, 64, 3))
+    path = tmp_path / "empty_room.mp4"
+    write_video(path, np.ascontiguousarray(frames, dtype=np.uint8), 12)
+    with pytest.raises(UserError, match="empty_room.mp4: no person found in any of its 12 frames"):
+        extract_video_poses(path)
+
+
+def test_truncated_and_non_media_video(tmp_path, carphone_track):
+    data = assets.carphone_path().read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(MediaError, match="cut.mp4: video (file )?is truncated or damaged"):
+        extract_video_poses(cut)
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 20)
+    with pytest.raises(MediaError, match="notes.mp4: not a video that ffmpeg can read"):
+        extract_video_poses(text)
+    with pytest.raises(MediaError, match="nothing.mp4: file not found"):
+        extract_video_poses(tmp_path / "nothing.mp4")
+
+
+def test_pose_file_roundtrip(tmp_path, carphone_track):
+    tr = carphone_track
+    tr.missing[3] = True
+    path = save_pose_track(tr, tmp_path / "pose.npy")
+    assert np.load(path).shape == tr.keypoints.shape  # a plain .npy
+    back = load_pose_track(path)
+    np.testing.assert_array_equal(back.keypoints, tr.keypoints)
+    assert (back.fps, back.width, back.height) == (tr.fps, tr.width, tr.height)
+    assert np.flatnonzero(back.missing).tolist() == [3]
+    tr.missing[3] = False
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((4, 17, 2)))
+    with pytest.raises(UserError, match="bad.npy: expected shape"):
+        load_pose_track(bad)
+
+
+def test_framing_rules():
+    kp = portrait_template(1.0)
+    assert classify_framing(kp) == "portrait"
+    kp[I["left_hip"]] = (0.6, 0.8, 0.9)
+    assert classify_framing(kp) == "half_body"
+    kp[I["left_knee"]] = (0.6, 0.9, 0.9)
+    kp[I["left_ankle"]] = (0.6, 0.98, 0.9)
+    assert classify_framing(kp) == "full_body"
+    kp[I["left_ankle"], 1] = 1.2  # below the picture: not a full body
+    assert classify_framing(kp) == "half_body"
