@@ -134,7 +134,7 @@ def random_model(preset: str, seed: int = 0, device: str | torch.device = "cpu")
     # adaLN-Zero makes an untrained network output exactly zero; perturb the zero-initialised
     # layers so an untrained model's output visibly depends on its inputs.
     g = torch.Generator().manual_seed(seed)
-    for name, p in model.transformer.named_parameters():
+    for p in model.transformer.parameters():
         if p.abs().sum() == 0 and p.ndim >= 1:
             p.data.copy_(torch.randn(p.shape, generator=g) * 0.02)
     return model.to(device).eval()

@@ -257,6 +257,16 @@ def pool_to_latent_frames(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([head, rest], dim=2)
 
 
+def visual_positions(n_motion: int, frames: int, hp: int, wp: int, reserved_motion: int, device=None) -> torch.Tensor:
+    """RoPE ids ``(N, 3)`` of the visual sequence [reference | motion | noisy] in token order.
+
+    Reference: temporal index 0, ordinary spatial indices. Motion frames: 1..n_motion. Noisy
+    frames: after the ``reserved_motion`` slots, so they sit alike with or without motion frames.
+    """
+    t_ids = [0] + list(range(1, 1 + n_motion)) + list(range(1 + reserved_motion, 1 + reserved_motion + frames))
+    return grid_positions(t_ids, hp, wp, device=device)
+
+
 def audio_window_indices(frames: int, video_frames: int, context: int, device=None) -> torch.Tensor:
     """Video-frame index of every audio token: ``(F, 4 + 2 context)``; out of range -> -1.
 
@@ -288,7 +298,9 @@ class OmniHumanTransformer(nn.Module):
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.final = nn.Linear(d, cfg.latent_channels * p * p)
 
-        self.text_encoder = TextEncoder(cfg.text_vocab, cfg.text_width, cfg.text_depth, cfg.text_heads, cfg.text_max_len)
+        self.text_encoder = TextEncoder(
+            cfg.text_vocab, cfg.text_width, cfg.text_depth, cfg.text_heads, cfg.text_max_len
+        )
         self.text_proj = nn.Sequential(nn.LayerNorm(cfg.text_width), nn.Linear(cfg.text_width, d))
         self.audio_proj = MLP(cfg.audio_feature_dim, cfg.audio_hidden, d)
         self.audio_null = nn.Parameter(torch.zeros(d))  # the absent-audio token
@@ -415,9 +427,7 @@ class OmniHumanTransformer(nn.Module):
         vis = torch.cat([tok_clean, tok_noisy], dim=1)
         n_clean = tok_clean.shape[1]
 
-        # Positions: reference t=0, motion 1..n_motion, noisy after the reserved motion slots.
-        t_ids = [0] + list(range(1, 1 + n_motion)) + list(range(1 + m, 1 + m + frames))
-        pos_vis = grid_positions(t_ids, hp, wp, device=x.device)
+        pos_vis = visual_positions(n_motion, frames, hp, wp, m, device=x.device)
         txt = cond.text
         n_txt = 0 if txt is None else txt.shape[1]
         pos = torch.cat([pos_vis.new_zeros(n_txt, 3), pos_vis]) if n_txt else pos_vis

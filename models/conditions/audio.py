@@ -34,7 +34,9 @@ def _mel_to_hz(m):
     return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
 
 
-def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, fmin: float = 40.0, fmax: float | None = None) -> torch.Tensor:
+def mel_filterbank(
+    n_mels: int, n_fft: int, sample_rate: int, fmin: float = 40.0, fmax: float | None = None
+) -> torch.Tensor:
     """Triangular HTK-style mel filters ``(n_mels, n_fft // 2 + 1)``, area-normalised (Slaney)."""
     fmax = fmax or sample_rate / 2
     mels = np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2)
