@@ -107,7 +107,9 @@ def _probe_error(p: Path, stderr: str) -> MediaError:
     return MediaError(f"{p}: cannot decode audio ({last[0].strip()})")
 
 
-def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, allow_silent: bool = False) -> np.ndarray:
+def read_audio(
+    path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, allow_silent: bool = False
+) -> np.ndarray:
     """Decode the audio (or a video's audio track) to mono float32 at ``sample_rate``.
 
     Raises MediaError when the file is missing, has no audio, decodes to nothing, or (unless

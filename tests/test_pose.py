@@ -79,8 +79,11 @@ def test_real_video_landmarks(carphone_track):
     assert (kp[:, I["nose"], 2] > 0.5).all()
     assert (kp[:, kpl.FACE_START :, 2] > 0).all()
     # He speaks: the inner lips open and close over the clip (mouth opening in units of mouth width).
-    opening = np.linalg.norm(kp[:, I["face_lip_upper_inner"], :2] - kp[:, I["face_lip_lower_inner"], :2], axis=-1)
-    width = np.linalg.norm(kp[:, I["face_lip_corner_left"], :2] - kp[:, I["face_lip_corner_right"], :2], axis=-1)
+    def dist(a, b):
+        return np.linalg.norm(kp[:, I[a], :2] - kp[:, I[b], :2], axis=-1)
+
+    opening = dist("face_lip_upper_inner", "face_lip_lower_inner")
+    width = dist("face_lip_corner_left", "face_lip_corner_right")
     ratio = opening / width
     assert ratio.max() - ratio.min() > 0.3
     # The head moves little between consecutive frames (tracking, not re-detection noise).

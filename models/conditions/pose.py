@@ -156,7 +156,9 @@ class PoseExtractor:
                     result.left_hand_landmarks, False
                 )
             if result.right_hand_landmarks is not None:
-                kp[kpl.RIGHT_HAND_START : kpl.FACE_START] = _landmarks_array(result.right_hand_landmarks, False)
+                kp[kpl.RIGHT_HAND_START : kpl.FACE_START] = _landmarks_array(
+                    result.right_hand_landmarks, False
+                )
         face_mesh = result.face_landmarks
         if self.face and face_mesh is None and self.static_image_mode:
             face_mesh = self._face_only(frame)
@@ -300,7 +302,9 @@ def save_pose_track(track: PoseTrack, path: str | os.PathLike) -> Path:
     return p
 
 
-def load_pose_track(path: str | os.PathLike, default_fps: float = 25.0, default_aspect: float = 1.0) -> PoseTrack:
+def load_pose_track(
+    path: str | os.PathLike, default_fps: float = 25.0, default_aspect: float = 1.0
+) -> PoseTrack:
     """Read a pose ``.npy`` (and its ``.json`` sidecar when present). Raises UserError naming the file."""
     p = Path(path)
     if not p.exists():

@@ -94,7 +94,7 @@ def portrait_template(aspect: float = 1.0) -> np.ndarray:
         put(f"{side}_shoulder", s * 0.33, 0.92)
         put(f"{side}_elbow", s * 0.42, 1.35, 0.0)
         put(f"{side}_hip", s * 0.2, 1.55, 0.0)
-    f = {n: i for n, i in zip((n for n, _ in kpl.FACE_POINTS), range(kpl.FACE_START, kpl.NUM_KEYPOINTS), strict=True)}
+    f = {name: kpl.FACE_START + i for i, (name, _) in enumerate(kpl.FACE_POINTS)}
 
     def face(name: str, dx_h: float, y: float) -> None:
         kp[f[name]] = (cx + dx_h / aspect, y, 1.0)
@@ -126,7 +126,9 @@ def analyze_reference(image_rgb: np.ndarray, extractor: PoseExtractor | None = N
     """
     img = np.asarray(image_rgb)
     if img.ndim != 3 or img.shape[2] not in (3, 4) or img.dtype != np.uint8 or min(img.shape[:2]) < 8:
-        raise ValueError(f"reference: expected an RGB uint8 image of at least 8x8, got {img.shape} {img.dtype}")
+        raise ValueError(
+            f"reference: expected an RGB uint8 image of at least 8x8, got {img.shape} {img.dtype}"
+        )
     h, w = img.shape[:2]
     own = extractor is None
     ex = extractor or PoseExtractor(static_image_mode=True)

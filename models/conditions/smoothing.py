@@ -160,7 +160,9 @@ def smooth_offline(kp: np.ndarray, fps: float = 25.0, sigma_seconds: float = 0.0
     return out.astype(np.float32)
 
 
-def _interpolate_runs(values: np.ndarray, valid: np.ndarray, max_gap: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _interpolate_runs(
+    values: np.ndarray, valid: np.ndarray, max_gap: int | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Fill runs of invalid frames along axis 0 of ``values (T, ...)`` for one point.
 
     Returns the filled values and the mask of frames filled. Runs at the ends are held from the
