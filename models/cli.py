@@ -17,6 +17,7 @@ from models.errors import UserError
 COMMAND_MODULES = (
     "models.commands.generate",
     "models.commands.info",
+    "models.commands.data",
 )
 
 
