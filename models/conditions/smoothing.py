@@ -37,7 +37,7 @@ class OneEuroFilter:
     ``reset(mask)`` forgets the state of some entries (a point that disappeared).
     """
 
-    def __init__(self, min_cutoff: float = 1.5, beta: float = 2.0, d_cutoff: float = 1.0) -> None:
+    def __init__(self, min_cutoff: float = 1.5, beta: float = 8.0, d_cutoff: float = 1.0) -> None:
         self.min_cutoff = float(min_cutoff)
         self.beta = float(beta)
         self.d_cutoff = float(d_cutoff)
@@ -83,7 +83,7 @@ class LivePoseSmoother:
         self,
         fps: float = 25.0,
         min_cutoff: float = 1.5,
-        beta: float = 2.0,
+        beta: float = 8.0,
         d_cutoff: float = 1.0,
         max_hold: float = 0.5,
     ) -> None:
@@ -113,7 +113,9 @@ class LivePoseSmoother:
             if self._last is None:
                 return kp.copy(), False
             self._held += dt
-            fade = max(0.0, 1.0 - self._held / self.max_hold) if self.max_hold > 0 else 0.0
+            fade = 1.0 - self._held / self.max_hold if self.max_hold > 0 else 0.0
+            if fade < 1e-6:
+                fade = 0.0
             out = self._last.copy()
             out[:, 2] *= fade
             if fade == 0.0:
