@@ -176,3 +176,37 @@ def test_framing_rules():
     assert classify_framing(kp) == "full_body"
     kp[I["left_ankle"], 1] = 1.2  # below the picture: not a full body
     assert classify_framing(kp) == "half_body"
+
+
+def test_extract_pose_cli_with_preview(tmp_path, capsys):
+    from models.cli import main
+    from models.media import read_video_frames
+
+    out, preview, rt = tmp_path / "pose.npy", tmp_path / "preview.mp4", tmp_path / "rt.npy"
+    rc = main([
+        "extract-pose", str(assets.carphone_path()), "--out", str(out), "--max-frames", "8",
+        "--reference", str(assets.astronaut_path()), "--retargeted-out", str(rt),
+        "--preview", str(preview), "--quiet",
+    ])
+    assert rc == 0
+    assert np.load(out).shape == (8, kpl.NUM_KEYPOINTS, 3)
+    back = load_pose_track(rt)
+    assert (back.width, back.height) == (512, 512) and back.keypoints.shape == (8, kpl.NUM_KEYPOINTS, 3)
+    info, frames = read_video_frames(preview)
+    frames = list(frames)
+    assert len(frames) == 8 and info.height == 480
+    # Two panels: the 176x144 video and the square reference, both at 480 px high.
+    assert info.width == 586 + 480
+
+
+def test_extract_pose_cli_errors(tmp_path, capsys):
+    from models.cli import main
+
+    bad = tmp_path / "holiday.mp4"
+    bad.write_text("definitely not a video")
+    assert main(["extract-pose", str(bad), "--out", str(tmp_path / "p.npy")]) == 2
+    assert "holiday.mp4: not a video that ffmpeg can read" in capsys.readouterr().err
+    assert main(["extract-pose", str(tmp_path / "gone.mp4"), "--out", str(tmp_path / "p.npy")]) == 2
+    assert "gone.mp4: file not found" in capsys.readouterr().err
+    assert main(["extract-pose", str(bad), "--out", str(tmp_path / "p.txt")]) == 2
+    assert "pose files are .npy" in capsys.readouterr().err
