@@ -18,7 +18,6 @@ COMMAND_MODULES = (
     "models.commands.generate",
     "models.commands.info",
     "models.commands.data",
-    "models.commands.train",
     "models.commands.pose",
 )
 
