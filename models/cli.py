@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "models.commands.generate",
     "models.commands.info",
     "models.commands.data",
+    "models.commands.train",
     "models.commands.pose",
 )
 

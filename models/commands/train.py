@@ -1,0 +1,71 @@
+"""``python main.py train`` and ``python main.py export-model``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="omni-condition training (stage 0 VAE, then stages 1-3)",
+                       description="Train with a recipe; the same command runs under torchrun for many GPUs.")
+    p.add_argument("--recipe", required=True, help="recipe JSON file or bundled recipe name (resources/recipes)")
+    p.add_argument("--data", required=True, action="append", help="dataset folder (repeat for several)")
+    p.add_argument("--out", required=True, help="run directory (checkpoints, log)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, help="data loader processes (default: the recipe's)")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps in total (the run can be resumed)")
+    p.add_argument("--export", metavar="DIR", help="after training, write a model folder (EMA weights, bf16)")
+    p.set_defaults(func=run)
+
+    e = sub.add_parser("export-model", help="write a model folder from a training run")
+    e.add_argument("run_dir")
+    e.add_argument("--out", required=True)
+    e.add_argument("--fp32", action="store_true", help="keep float32 weights (default bf16)")
+    e.set_defaults(func=run_export)
+
+
+def _check_data(dirs: list[str]) -> None:
+    from models.errors import UserError
+
+    for d in dirs:
+        if not (Path(d) / "index.json").is_file():
+            raise UserError(f"{d}: not a dataset folder (no index.json); make one with `main.py synth`")
+
+
+def run(args) -> int:
+    from models.training.recipe import load_recipe
+    from models.training.trainer import Trainer
+
+    recipe = load_recipe(args.recipe)
+    _check_data(args.data)
+    trainer = Trainer(recipe, args.data, args.out, device=args.device, resume=args.resume,
+                      num_workers=args.workers, max_steps=args.max_steps)
+    trainer.train()
+    if args.export and trainer.dist.main:
+        from models.training.card import model_card
+
+        trainer.export(args.export, model_card(trainer, args.data))
+    return 0
+
+
+def run_export(args) -> int:
+    import json
+
+    import torch
+
+    from models.errors import UserError
+    from models.training.card import model_card
+    from models.training.recipe import parse_recipe
+    from models.training.trainer import Trainer
+
+    state = Path(args.run_dir) / "checkpoint" / "state.json"
+    if not state.is_file():
+        raise UserError(f"{args.run_dir}: not a training run (no checkpoint/state.json)")
+    raw = json.loads(state.read_text())["recipe"]
+    recipe = parse_recipe({k: v for k, v in raw.items()}, str(state))
+    trainer = Trainer(recipe, [], args.run_dir, device="cpu", resume=True)
+    trainer.export(args.out, model_card(trainer, []), dtype=None if args.fp32 else torch.bfloat16)
+    print(f"wrote {args.out}")
+    return 0

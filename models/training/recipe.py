@@ -1,0 +1,168 @@
+"""Training recipes: which stages run, for how many steps, with which condition keep ratios.
+
+A recipe is a JSON file (see ``resources/recipes/``). Ratios live here, not in code. Every key is
+checked; a bad recipe fails with a message naming the file and the key.
+
+Stages (the omni-condition plan of the paper):
+  0 ``vae``:   the causal VAE alone (reconstruction + KL).
+  1 ``text``:  text and reference only (audio and pose never present).
+  2 ``audio``: adds audio.
+  3 ``pose``:  adds pose.
+Keep ratios follow the paper's two principles: a stronger condition gets a lower ratio, and a clip
+that fails a quality filter still trains the weaker conditions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models.errors import UserError
+
+CONDITIONS = ("text", "reference", "audio", "pose")
+STAGE_KINDS = ("vae", "dit")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    kind: str  # vae | dit
+    steps: int
+    lr: float
+    warmup: int
+    batch_size: int
+    keep: dict[str, float] = field(default_factory=dict)  # condition -> keep ratio (absent: never)
+    pose_only_with_audio: bool = False  # draw pose among the audio-bearing samples only
+    motion_prob: float = 0.0  # share of batches that carry motion frames
+    segment_frames: int = 0  # 1 + 4k frames per training window (0: the preset's)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    preset: str
+    seed: int
+    weight_decay: float
+    grad_clip: float
+    ema_decay: float
+    min_lr_ratio: float
+    stages: tuple[Stage, ...]
+    num_workers: int = 2
+    log_every: int = 10
+    checkpoint_every: int = 200
+    vae_kl_weight: float = 1e-6
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+    def stage_at(self, step: int) -> tuple[int, Stage, int]:
+        """(stage index, stage, step within the stage) for a global step."""
+        start = 0
+        for i, s in enumerate(self.stages):
+            if step < start + s.steps:
+                return i, s, step - start
+            start += s.steps
+        return len(self.stages) - 1, self.stages[-1], self.stages[-1].steps
+
+
+def _need(d: dict, key: str, typ, where: str):
+    if key not in d:
+        raise UserError(f"{where}: missing key '{key}'")
+    v = d[key]
+    if typ is float and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    if not isinstance(v, typ) or isinstance(v, bool) and typ is not bool:
+        raise UserError(f"{where}: key '{key}' must be {typ.__name__}, got {type(v).__name__} {v!r}")
+    return v
+
+
+def parse_recipe(raw: dict, where: str) -> Recipe:
+    from models.config import PRESETS
+
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: a recipe is a JSON object")
+    known = {"name", "preset", "seed", "weight_decay", "grad_clip", "ema_decay", "min_lr_ratio", "stages",
+             "num_workers", "log_every", "checkpoint_every", "vae_kl_weight", "comment"}
+    for k in raw:
+        if k not in known:
+            raise UserError(f"{where}: unknown key '{k}'")
+    preset = _need(raw, "preset", str, where)
+    if preset not in PRESETS:
+        raise UserError(f"{where}: key 'preset': unknown preset '{preset}' (known: {', '.join(PRESETS)})")
+    stages = []
+    raw_stages = _need(raw, "stages", list, where)
+    if not raw_stages:
+        raise UserError(f"{where}: key 'stages' is empty")
+    stage_keys = {"name", "kind", "steps", "lr", "warmup", "batch_size", "keep", "pose_only_with_audio",
+                  "motion_prob", "segment_frames", "comment"}
+    for i, s in enumerate(raw_stages):
+        w = f"{where}: stages[{i}]"
+        if not isinstance(s, dict):
+            raise UserError(f"{w}: must be an object")
+        for k in s:
+            if k not in stage_keys:
+                raise UserError(f"{w}: unknown key '{k}'")
+        kind = _need(s, "kind", str, w)
+        if kind not in STAGE_KINDS:
+            raise UserError(f"{w}: key 'kind' must be one of {STAGE_KINDS}, got '{kind}'")
+        keep = s.get("keep", {})
+        if not isinstance(keep, dict):
+            raise UserError(f"{w}: key 'keep' must be an object of ratios")
+        for c, r in keep.items():
+            if c not in CONDITIONS:
+                raise UserError(f"{w}: key 'keep.{c}': unknown condition (known: {', '.join(CONDITIONS)})")
+            if not isinstance(r, (int, float)) or isinstance(r, bool) or not 0.0 <= r <= 1.0:
+                raise UserError(f"{w}: key 'keep.{c}' must be a ratio in [0, 1], got {r!r}")
+        steps = _need(s, "steps", int, w)
+        if steps < 0:
+            raise UserError(f"{w}: key 'steps' must be >= 0")
+        seg = int(s.get("segment_frames", 0))
+        if seg and (seg - 1) % 4:
+            raise UserError(f"{w}: key 'segment_frames' must be 1 + 4k, got {seg}")
+        mp = float(s.get("motion_prob", 0.0))
+        if not 0.0 <= mp <= 1.0:
+            raise UserError(f"{w}: key 'motion_prob' must be in [0, 1]")
+        stages.append(Stage(
+            name=str(s.get("name", f"stage{i}")), kind=kind, steps=steps, lr=_need(s, "lr", float, w),
+            warmup=int(s.get("warmup", 0)), batch_size=_need(s, "batch_size", int, w),
+            keep={c: float(r) for c, r in keep.items()},
+            pose_only_with_audio=bool(s.get("pose_only_with_audio", False)),
+            motion_prob=mp, segment_frames=seg,
+        ))
+    return Recipe(
+        name=str(raw.get("name", Path(where).stem)), preset=preset, seed=int(raw.get("seed", 0)),
+        weight_decay=float(raw.get("weight_decay", 0.01)), grad_clip=float(raw.get("grad_clip", 1.0)),
+        ema_decay=float(raw.get("ema_decay", 0.999)), min_lr_ratio=float(raw.get("min_lr_ratio", 0.1)),
+        stages=tuple(stages), num_workers=int(raw.get("num_workers", 2)), log_every=int(raw.get("log_every", 10)),
+        checkpoint_every=int(raw.get("checkpoint_every", 200)), vae_kl_weight=float(raw.get("vae_kl_weight", 1e-6)),
+    )
+
+
+def load_recipe(path: str | os.PathLike) -> Recipe:
+    p = Path(path)
+    if not p.is_file():
+        # A bundled recipe by name.
+        bundled = Path(__file__).resolve().parent.parent.parent / "resources" / "recipes" / f"{path}.json"
+        if bundled.is_file():
+            p = bundled
+        else:
+            raise UserError(f"{p}: recipe file not found")
+    try:
+        raw = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{p}: not valid JSON ({e})") from None
+    return parse_recipe(raw, str(p))
+
+
+def lr_at(stage: Stage, step_in_stage: int, min_ratio: float) -> float:
+    """Learning rate as a pure function of the step: linear warmup, then cosine to ``min_ratio``."""
+    import math
+
+    if stage.warmup and step_in_stage < stage.warmup:
+        return stage.lr * (step_in_stage + 1) / stage.warmup
+    span = max(1, stage.steps - stage.warmup)
+    p = min(1.0, (step_in_stage - stage.warmup) / span)
+    return stage.lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p)))

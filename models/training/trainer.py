@@ -1,0 +1,454 @@
+"""Omni-condition training: stage 0 (VAE), then stages 1-3 of the transformer.
+
+One script for CPU, one GPU, or many through ``torchrun`` (DDP; FSDP for the large presets),
+detected from the launch environment. bf16 autocast on GPU, activation checkpointing, EMA, gradient
+clipping, a learning rate that is a pure function of the step. The run directory resumes exactly:
+model, EMA, optimizer, step, data position and RNG are saved together (safetensors + JSON, no
+pickle), so N steps equal N/2 steps, stop, resume, N/2 steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from models.conditions.audio import MelFeatures
+from models.conditions.keypoints import render_heatmaps
+from models.conditions.text import tokenize
+from models.config import get_preset, latent_frames
+from models.dit import Conditions
+from models.errors import UserError
+from models.flow import flow_loss, interpolate, sample_timesteps, shift_for_tokens
+from models.model import OmniHuman
+from models.training.plan import draw_conditions
+from models.training.recipe import Recipe, Stage, lr_at
+
+MOTION_FRAMES = 5
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> DistInfo:
+    """DDP when launched by torchrun (RANK/WORLD_SIZE set), else a single process."""
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return DistInfo()
+    import torch.distributed as dist
+
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(info.local_rank)
+    return info
+
+
+class EMA:
+    """Exponential moving average of a module's floating parameters (kept in float32)."""
+
+    def __init__(self, module: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().float().clone() for k, v in module.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module, step: int) -> None:
+        # Warm up the decay so early weights do not linger (decay 0 at step 0).
+        d = min(self.decay, (1 + step) / (10 + step))
+        for k, v in module.state_dict().items():
+            if k in self.shadow:
+                self.shadow[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
+
+    def copy_to(self, module: torch.nn.Module) -> None:
+        state = module.state_dict()
+        module.load_state_dict({**state, **{k: v.to(state[k].dtype) for k, v in self.shadow.items()}})
+
+
+def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
+    return getattr(m, "module", m)
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, data: list[str], run_dir: str | os.PathLike, device: str = "auto",
+                 resume: bool = False, log: Callable[[str], None] | None = None, num_workers: int | None = None,
+                 max_steps: int | None = None) -> None:
+        self.recipe = recipe
+        self.data = [str(d) for d in data]
+        self.run_dir = Path(run_dir)
+        self.dist = init_distributed()
+        if device == "auto":
+            device = f"cuda:{self.dist.local_rank}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.amp = self.device.type == "cuda"
+        self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+        self.num_workers = recipe.num_workers if num_workers is None else num_workers
+        self.max_steps = max_steps
+        self.config = get_preset(recipe.preset)
+        torch.manual_seed(recipe.seed)
+        self.model = OmniHuman(self.config).to(self.device)
+        if self.config.name in ("base", "large"):
+            self.model.transformer.gradient_checkpointing = True
+        self.ema = EMA(self.model.transformer, recipe.ema_decay)
+        self.gen = torch.Generator().manual_seed(recipe.seed + 1000 * self.dist.rank)
+        self.step = 0
+        self.data_state: dict | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.opt_stage = -1
+        self.mel = MelFeatures(self.config.cond)
+        self.history: dict[str, list[float]] = defaultdict(list)
+        if resume:
+            if not (self.run_dir / "checkpoint" / "state.json").is_file():
+                raise UserError(f"{self.run_dir}: nothing to resume (no checkpoint/state.json)")
+            self.load_checkpoint()
+        elif (self.run_dir / "checkpoint" / "state.json").is_file():
+            raise UserError(f"{self.run_dir}: already holds a run; pass --resume to continue it or choose a new --out")
+
+    # -- optimiser per stage ------------------------------------------------------------------
+
+    def _stage_params(self, stage: Stage) -> list[torch.nn.Parameter]:
+        m = self.model.vae if stage.kind == "vae" else self.model.transformer
+        return [p for p in m.parameters() if p.requires_grad]
+
+    def _ensure_optimizer(self, stage_idx: int, stage: Stage) -> None:
+        if self.opt_stage == stage_idx and self.optimizer is not None:
+            return
+        self.optimizer = torch.optim.AdamW(self._stage_params(stage), lr=stage.lr, betas=(0.9, 0.99),
+                                           weight_decay=self.recipe.weight_decay, eps=1e-8)
+        self.opt_stage = stage_idx
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def _loader(self, stage_idx: int, stage: Stage):
+        from torch.utils.data import DataLoader
+
+        from models.data.dataset import WindowDataset
+
+        seg = stage.segment_frames or self.config.sampling.segment_frames
+        frames = seg + (MOTION_FRAMES if stage.kind == "dit" and stage.motion_prob > 0 else 0)
+        ds = WindowDataset(self.data, num_frames=frames, batch_size=stage.batch_size,
+                           seed=self.recipe.seed + 17 * stage_idx, rank=self.dist.rank,
+                           world_size=self.dist.world_size)
+        if self.data_state and self.data_state.get("stage") == stage_idx:
+            ds.load_state_dict(self.data_state["dataset"])
+        return DataLoader(ds, batch_size=None, num_workers=self.num_workers,
+                          persistent_workers=False, pin_memory=self.device.type == "cuda")
+
+    # -- one step -------------------------------------------------------------------------------
+
+    def vae_step(self, stage: Stage, batch: dict) -> dict[str, float]:
+        video = batch["video"].to(self.device)
+        seg = stage.segment_frames or self.config.sampling.segment_frames
+        video = video[:, :, :seg]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            rec, mean, logvar = self._vae_module(video)
+        rec = rec.float()
+        l1 = (rec - video).abs().mean()
+        mse = (rec - video).pow(2).mean()
+        kl = 0.5 * (mean.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).mean()
+        loss = l1 + mse + self.recipe.vae_kl_weight * kl
+        loss.backward()
+        mse = float(mse.detach())
+        return {"loss": float(loss.detach()), "l1": float(l1.detach()), "kl": float(kl.detach()),
+                "psnr": -10 * math.log10(max(mse / 4.0, 1e-10))}
+
+    def dit_step(self, stage: Stage, batch: dict) -> dict[str, float]:
+        model = self.model
+        tr = model.transformer
+        dev = self.device
+        video = batch["video"].to(dev, non_blocking=True)  # (B, 3, T, H, W)
+        b = video.shape[0]
+        seg = stage.segment_frames or self.config.sampling.segment_frames
+        use_motion = stage.motion_prob > 0 and float(torch.rand(1, generator=self.gen)) < stage.motion_prob
+        offset = MOTION_FRAMES if stage.motion_prob > 0 else 0
+        target = video[:, :, offset : offset + seg]
+        draw = draw_conditions(stage, batch["audio_ok"], batch["pose_ok"],
+                               torch.tensor([bool(c.strip()) for c in batch["caption"]]), self.gen)
+        with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp):
+            x0 = model.vae.encode(target).float()
+            ref = model.vae.encode(batch["reference"].to(dev)[:, :, None]).float()
+            ref = ref * draw.reference.to(dev).view(b, 1, 1, 1, 1).float()
+            motion = model.vae.encode(video[:, :, offset - MOTION_FRAMES : offset]).float() if use_motion else None
+        n_lat = latent_frames(seg)
+        # Audio features of the target frames (the audio tensor covers the whole window).
+        audio = None
+        if draw.audio.any():
+            feats = []
+            for i in range(b):
+                a = batch["audio"][i].numpy()
+                f = self.mel(a, num_frames=video.shape[2])
+                feats.append(f[offset : offset + seg])
+            audio = torch.stack(feats).to(dev)
+        pose = None
+        if draw.pose.any():
+            h, w = target.shape[-2:]
+            kp = batch["keypoints"][:, offset : offset + seg]
+            maps = []
+            for i in range(b):
+                if bool(draw.pose[i]):
+                    maps.append(render_heatmaps(kp[i], h, w, sigma=self.config.cond.heatmap_sigma, device=dev))
+                else:
+                    maps.append(torch.zeros(tr.cfg.pose_in_channels, seg, h, w, device=dev))
+            pose = torch.stack(maps)
+        tokens = mask = None
+        if draw.text.any():
+            tokens, mask = tokenize(list(batch["caption"]), tr.cfg.text_max_len)
+            tokens, mask = tokens.to(dev), mask.to(dev)
+        cond = Conditions(reference=ref, motion=motion, text_tokens=tokens, text_mask=mask, audio=audio, pose=pose,
+                          text_keep=draw.text.to(dev), audio_keep=draw.audio.to(dev), pose_keep=draw.pose.to(dev))
+        lh, lw = x0.shape[-2:]
+        n_tokens = (n_lat + 1 + (2 if motion is not None else 0)) * (lh // 2) * (lw // 2)
+        t = sample_timesteps(b, shift_for_tokens(n_tokens), generator=self.gen).to(dev)
+        noise = torch.randn(x0.shape, generator=self.gen).to(dev)
+        xt = interpolate(x0, noise, t)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp):
+            prepared = tr.prepare(cond, n_lat)
+            pred = self._dit_forward(xt, t, prepared)
+        per_sample = flow_loss(pred, x0, noise)
+        loss = per_sample.mean()
+        loss.backward()
+        out = {"loss": float(loss.detach())}
+        for name, v in zip(draw.mix_names(), per_sample.detach().cpu().tolist(), strict=True):
+            self.history[name].append(v)
+        return out
+
+    def _dit_forward(self, xt, t, prepared):
+        return self._dit_module(xt, t, prepared)
+
+    # -- loop -----------------------------------------------------------------------------------
+
+    def train(self) -> Path:
+        recipe = self.recipe
+        total = recipe.total_steps if self.max_steps is None else min(recipe.total_steps, self.max_steps)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.main:
+            (self.run_dir / "recipe.json").write_text(json.dumps(_recipe_dict(recipe), indent=2))
+        log_file = (self.run_dir / "log.jsonl").open("a") if self.dist.main else None
+        t_start = time.perf_counter()
+        start_step = self.step
+        while self.step < total:
+            stage_idx, stage, _ = recipe.stage_at(self.step)
+            stage_end = sum(s.steps for s in recipe.stages[: stage_idx + 1])
+            if stage.steps == 0:
+                self.step = stage_end
+                continue
+            self._ensure_optimizer(stage_idx, stage)
+            self._wrap(stage)
+            loader = self._loader(stage_idx, stage)
+            running: dict[str, float] = defaultdict(float)
+            n_running = 0
+            for batch in loader:
+                if self.step >= min(stage_end, total):
+                    break
+                _, _, k = recipe.stage_at(self.step)
+                lr = lr_at(stage, k, recipe.min_lr_ratio)
+                for g in self.optimizer.param_groups:
+                    g["lr"] = lr
+                self.optimizer.zero_grad(set_to_none=True)
+                if stage.kind == "vae":
+                    self._vae_module.train()
+                    stats = self.vae_step(stage, batch)
+                else:
+                    self.model.vae.eval()
+                    self.model.transformer.train()
+                    stats = self.dit_step(stage, batch)
+                gnorm = torch.nn.utils.clip_grad_norm_(self._stage_params(stage), recipe.grad_clip)
+                self.optimizer.step()
+                if stage.kind == "dit":
+                    self.ema.update(self.model.transformer, self.step)
+                self.data_state = {"stage": stage_idx, "dataset": {
+                    "epoch": int(batch["position"][0]), "batch": int(batch["position"][1]),
+                    "seed": recipe.seed + 17 * stage_idx}}
+                self.step += 1
+                for key, v in stats.items():
+                    running[key] += v
+                running["grad_norm"] += float(gnorm)
+                n_running += 1
+                if self.step % recipe.log_every == 0 or self.step == total:
+                    avg = {key: v / n_running for key, v in running.items()}
+                    self._log_progress(stage, avg, lr, t_start, start_step, total, log_file)
+                    running.clear()
+                    n_running = 0
+                if self.step % recipe.checkpoint_every == 0 and self.step < total:
+                    self.save_checkpoint()
+                if stage.kind == "vae" and self.step == stage_end:
+                    self.calibrate_latents(stage_idx, stage)
+            del loader
+        self.save_checkpoint()
+        if log_file:
+            log_file.close()
+        return self.run_dir
+
+    def _wrap(self, stage: Stage) -> None:
+        """DDP (or FSDP for the large presets) around the module this stage trains."""
+        self._vae_module = self.model.vae
+        self._dit_module = self.model.transformer
+        self._ddp = None
+        if self.dist.world_size <= 1:
+            return
+        if stage.kind == "dit" and self.config.name == "large":
+            from torch.distributed.fsdp import fully_shard
+
+            for blk in self.model.transformer.blocks:
+                fully_shard(blk)
+            fully_shard(self.model.transformer)
+            return
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        target = self.model.vae if stage.kind == "vae" else self.model.transformer
+        ids = [self.dist.local_rank] if self.device.type == "cuda" else None
+        wrapped = DDP(target, device_ids=ids, find_unused_parameters=True)
+        if stage.kind == "vae":
+            self._vae_module = wrapped
+        else:
+            self._dit_module = wrapped
+
+    @torch.no_grad()
+    def calibrate_latents(self, stage_idx: int, stage: Stage, batches: int = 8) -> None:
+        """After the VAE stage: per-channel latent mean/std so the transformer sees unit variance."""
+        vae = self.model.vae.eval()
+        vae.latent_mean.zero_()
+        vae.latent_std.fill_(1.0)
+        loader = self._loader(stage_idx, stage)
+        zs = []
+        for i, batch in enumerate(loader):
+            if i >= batches:
+                break
+            seg = stage.segment_frames or self.config.sampling.segment_frames
+            zs.append(vae.encode(batch["video"][:, :, :seg].to(self.device)).float().transpose(0, 1).flatten(1))
+        z = torch.cat(zs, dim=1)
+        vae.latent_mean.copy_(z.mean(1))
+        vae.latent_std.copy_(z.std(1).clamp_min(1e-3))
+        self.log(f"latent calibration: mean {z.mean():.3f}, std per channel {vae.latent_std.cpu().numpy().round(3)}")
+
+    def _log_progress(self, stage: Stage, avg: dict, lr: float, t0: float, s0: int, total: int, fh) -> None:
+        if not self.dist.main:
+            return
+        done = self.step - s0
+        el = time.perf_counter() - t0
+        eta = el / max(done, 1) * (total - self.step)
+        mixes = {k: sum(v) / len(v) for k, v in self.history.items() if v}
+        self.history.clear()
+        width = 24
+        bar = "#" * int(width * self.step / total) + "-" * (width - int(width * self.step / total))
+        msg = (f"[{bar}] step {self.step}/{total} {stage.name} loss {avg.get('loss', 0):.4f} lr {lr:.2e} "
+               f"gnorm {avg.get('grad_norm', 0):.2f} ETA {_fmt_time(eta)}")
+        if "psnr" in avg:
+            msg += f" psnr {avg['psnr']:.1f}"
+        if mixes:
+            msg += " | " + " ".join(f"{k} {v:.3f}" for k, v in sorted(mixes.items()))
+        self.log(msg)
+        if fh:
+            fh.write(json.dumps({"step": self.step, "stage": stage.name, "lr": lr, **avg, "mix": mixes,
+                                 "elapsed": el}) + "\n")
+            fh.flush()
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> Path:
+        from safetensors.torch import save_file
+
+        if not self.dist.main:
+            return self.run_dir
+        ck = self.run_dir / "checkpoint.tmp"
+        ck.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
+                  str(ck / "model.safetensors"))
+        save_file({k: v.cpu().contiguous() for k, v in self.ema.shadow.items()}, str(ck / "ema.safetensors"))
+        opt_tensors, opt_meta = _flatten_optimizer(self.optimizer) if self.optimizer else ({}, None)
+        save_file(opt_tensors, str(ck / "optimizer.safetensors"))
+        save_file({"generator": self.gen.get_state(), "torch": torch.get_rng_state()}, str(ck / "rng.safetensors"))
+        state = {"step": self.step, "opt_stage": self.opt_stage, "optimizer": opt_meta, "data": self.data_state,
+                 "recipe": _recipe_dict(self.recipe), "config": self.config.to_dict()}
+        (ck / "state.json").write_text(json.dumps(state, indent=2))
+        final = self.run_dir / "checkpoint"
+        old = self.run_dir / "checkpoint.old"
+        if final.exists():
+            final.rename(old)
+        ck.rename(final)
+        if old.exists():
+            for f in old.iterdir():
+                f.unlink()
+            old.rmdir()
+        return final
+
+    def load_checkpoint(self) -> None:
+        from safetensors.torch import load_file
+
+        ck = self.run_dir / "checkpoint"
+        state = json.loads((ck / "state.json").read_text())
+        self.model.load_state_dict(load_file(str(ck / "model.safetensors")))
+        self.ema.shadow = {k: v.to(self.device) for k, v in load_file(str(ck / "ema.safetensors")).items()}
+        rng = load_file(str(ck / "rng.safetensors"))
+        self.gen.set_state(rng["generator"])
+        torch.set_rng_state(rng["torch"])
+        self.step = int(state["step"])
+        self.data_state = state["data"]
+        if state["opt_stage"] >= 0 and state["optimizer"] is not None:
+            stage = self.recipe.stages[state["opt_stage"]]
+            self._ensure_optimizer(state["opt_stage"], stage)
+            _restore_optimizer(self.optimizer, load_file(str(ck / "optimizer.safetensors")), state["optimizer"])
+
+    def export(self, folder: str | os.PathLike, card: str, use_ema: bool = True,
+               dtype: torch.dtype | None = torch.bfloat16) -> Path:
+        """Write a shippable model folder (EMA weights of the transformer)."""
+        from models.checkpoint import save_model
+
+        model = self.model
+        if use_ema and self.step > 0:
+            import copy
+
+            model = copy.deepcopy(self.model)
+            self.ema.copy_to(model.transformer)
+        return save_model(model, folder, card=card, dtype=dtype, extra={"trained_steps": self.step})
+
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors = {}
+    scalars: dict[str, dict] = {}
+    for idx, st in sd["state"].items():
+        for name, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{idx}.{name}"] = v.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[name] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = v
+    for idx, d in meta.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(d)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _recipe_dict(recipe: Recipe) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(recipe)
+
+
+def _fmt_time(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
