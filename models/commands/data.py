@@ -103,7 +103,7 @@ def run_prepare(args) -> int:
     print(f"prepared {report.clips} clips from {report.videos_ok} videos into {args.out}; "
           f"skipped {len(report.skipped)}")
     for path, why in report.skipped:
-        print(f"  skipped {path}: {why}")
+        print(f"  skipped: {why}" if path in why else f"  skipped {path}: {why}")
     if args.preview and report.clips:
         print(f"preview: {write_preview(args.out, args.preview, count=min(16, report.clips))}")
     return 0 if report.clips or not report.skipped else 1

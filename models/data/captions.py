@@ -66,12 +66,13 @@ def make_caption(rng: np.random.Generator, character: dict, framing: str, action
         parts.append(f"{color_name(character['hair_color'])} {character['hair']} hair")
     elif character["kind"] == "human":
         parts.append("no hair")
-    parts.append(f"a {color_name(character['top_color'])} {_TOP[character['top']]}")
+    top = f"{color_name(character['top_color'])} {_TOP[character['top']]}"
+    parts.append(("an " if top[0] in "aeiou" else "a ") + top)
     if character.get("glasses"):
         parts.append("glasses")
     desc = f"{who} with " + (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0])
     if character.get("held"):
-        desc += ", " + _HELD[character["held"]]
+        desc += ", " + _HELD[character["held"]] + ","
     acts = []
     if speech_style:
         verb = _pick(rng, _SPEECH[speech_style])
@@ -81,7 +82,7 @@ def make_caption(rng: np.random.Generator, character: dict, framing: str, action
     if action and action != "idle":
         acts.append(_pick(rng, _ACTION[action]))
     elif gesture in ("both_hands", "big") and speech_style:
-        acts.append("gesturing with both hands")
+        acts.append("gestures with both hands")
     if not acts:
         acts.append(_pick(rng, ("looks at the camera", "stands and blinks", "listens quietly")))
     if driven_by_video:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import json
+import os
+import pickle
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,11 +147,9 @@ class Espeak:
             self._samples += num_samples
         return 0
 
-    def synthesize(
-        self, text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50, pitch_range: int = 50,
-        ssml: bool = False,
-    ) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
-        """Speak ``text``; returns float32 audio at 16 kHz and ``[(ipa, start_s, end_s)]``."""
+    def _synthesize_here(
+        self, text: str, voice: str, rate: int, pitch: int, pitch_range: int, ssml: bool,
+    ) -> tuple[np.ndarray, list[tuple[str, int]], int]:
         with self._lock:
             lib = self._lib
             if lib.espeak_SetVoiceByName(voice.encode()) != 0:
@@ -167,9 +167,58 @@ class Espeak:
             if err != 0:
                 raise RuntimeError(f"espeak-ng failed on {text!r} (error {err})")
             pcm = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
-            events = list(self._events)
-        audio = resample(pcm.astype(np.float32) / 32768.0, self.sample_rate, SAMPLE_RATE)
-        return audio, _phoneme_spans(events, len(audio) / SAMPLE_RATE)
+            return pcm, list(self._events), self.sample_rate
+
+
+def _synthesize_fresh(text, voice, rate, pitch, pitch_range, ssml):
+    """Synthesise in a forked child that loads espeak-ng afresh.
+
+    espeak-ng 1.51 keeps state between utterances (pitch flutter position, ``rand()`` for breath
+    and whisper noise), so the same call gives slightly different audio each time within one
+    process. A fresh library per utterance makes every utterance a function of its arguments only.
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 0
+        try:
+            os.close(r)
+            pcm, events, rate_hz = Espeak()._synthesize_here(text, voice, rate, pitch, pitch_range, ssml)
+            payload = pickle.dumps((pcm, events, rate_hz, None))
+        except BaseException as e:  # noqa: BLE001 - everything is reported to the parent
+            payload = pickle.dumps((None, None, None, (type(e).__name__, str(e))))
+            code = 1
+        try:
+            with os.fdopen(w, "wb") as f:
+                f.write(payload)
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        payload = f.read()
+    os.waitpid(pid, 0)
+    pcm, events, rate_hz, err = pickle.loads(payload)
+    if err is not None:
+        if err[0] == "UserError":
+            raise UserError(err[1])
+        raise RuntimeError(f"espeak-ng: {err[1]}")
+    return pcm, events, rate_hz
+
+
+def synthesize(
+    text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50, pitch_range: int = 50,
+    ssml: bool = False,
+) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """Speak ``text``; returns float32 audio at 16 kHz and ``[(ipa, start_s, end_s)]``.
+
+    Deterministic: the same arguments give the same samples (see ``_synthesize_fresh``).
+    """
+    if hasattr(os, "fork"):
+        pcm, events, rate_hz = _synthesize_fresh(text, voice, rate, pitch, pitch_range, ssml)
+    else:  # no fork: in-process, close but not bit-exact between calls
+        pcm, events, rate_hz = Espeak.get()._synthesize_here(text, voice, rate, pitch, pitch_range, ssml)
+    audio = resample(pcm.astype(np.float32) / 32768.0, rate_hz, SAMPLE_RATE)
+    return audio, _phoneme_spans(events, len(audio) / SAMPLE_RATE)
 
 
 def _phoneme_spans(events: list[tuple[str, int]], duration: float) -> list[tuple[str, float, float]]:
@@ -280,7 +329,6 @@ def _sung_ssml(rng: np.random.Generator, chanted: bool) -> tuple[str, str]:
 
 def random_utterance(rng: np.random.Generator, style: str | None = None) -> Utterance:
     """Draw a language, voice variant, rate, pitch and style, and synthesise one line."""
-    eng = Espeak.get()
     if style is None:
         style = STYLES[int(rng.choice(3, p=[0.8, 0.12, 0.08]))]
     langs = sorted(PHRASES)
@@ -298,13 +346,13 @@ def random_utterance(rng: np.random.Generator, style: str | None = None) -> Utte
         text = " ".join(phrases[int(i)] for i in rng.choice(len(phrases), size=k, replace=False))
         rate = int(rng.integers(120, 260))
         rng_pitch = int(rng.integers(20, 90))
-        audio, ph = eng.synthesize(text, voice, rate, pitch, rng_pitch)
+        audio, ph = synthesize(text, voice, rate, pitch, rng_pitch)
         shown = text
     else:
         ssml, shown = _sung_ssml(rng, chanted=style == "chanted")
         rate = int(rng.integers(90, 150))
         rng_pitch = 10 if style == "sung" else 30
-        audio, ph = eng.synthesize(ssml, voice, rate, pitch, rng_pitch, ssml=True)
+        audio, ph = synthesize(ssml, voice, rate, pitch, rng_pitch, ssml=True)
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     if peak > 0:
         audio = (audio * (0.9 / peak) * float(rng.uniform(0.5, 1.0))).astype(np.float32)

@@ -186,19 +186,22 @@ def make_camera(ch: Character, framing: str, height: int, width: int, rng: np.ra
     top = head_top(ch) - 0.25 * ch.head_size
     if ch.kind in ("bunny", "robot", "alien", "cat", "bear"):
         top -= 0.35 * ch.head_size  # ears, antennae
+    # The height decides the zoom; the width only has to keep the subject's core in view (arms may
+    # leave the frame in wide gestures, shoulders in tight portraits, as in real footage).
     if framing == "portrait":
-        bottom = -ch.torso_len + 0.85
-        span_w = max(2.6 * ch.head_size * ch.head_aspect, ch.shoulder_w * 1.25)
+        bottom = -ch.torso_len + 0.75
+        span_w = 1.7 * ch.head_size * ch.head_aspect
     elif framing == "half":
-        bottom = 0.35
-        span_w = ch.shoulder_w + 1.3 * (ch.upper_arm + ch.fore_arm)
+        bottom = 0.3
+        span_w = ch.shoulder_w * 1.5
     elif framing == "full":
-        bottom = ch.thigh + ch.shin + 0.35
-        span_w = ch.shoulder_w + 1.6 * (ch.upper_arm + ch.fore_arm)
+        bottom = ch.thigh + ch.shin + 0.3
+        span_w = ch.shoulder_w * 1.6
     else:
         raise ValueError(f"unknown framing '{framing}'; known: {', '.join(FRAMINGS)}")
     span_h = bottom - top
-    scale = min(height / span_h, width / span_w) * float(rng.uniform(0.9, 1.05))
+    zoom = rng.uniform(0.84, 0.96) if framing == "full" else rng.uniform(0.9, 1.05)  # feet stay in
+    scale = min(height / span_h, width / span_w) * float(zoom)
     ox = width / 2 + float(rng.uniform(-0.08, 0.08)) * width
     # Head near the top, as people frame talking heads; the rest of the height shows more body.
     oy = float(rng.uniform(0.02, 0.06)) * height - top * scale
