@@ -107,20 +107,34 @@ def _probe_error(p: Path, stderr: str) -> MediaError:
     return MediaError(f"{p}: cannot decode audio ({last[0].strip()})")
 
 
+def _decode_cmd(p: Path, sample_rate: int) -> list[str]:
+    # First audio stream, downmixed to mono and resampled by ffmpeg: any container, codec, rate and
+    # channel layout it reads. Leading and trailing silence are kept as they are (timing matters).
+    return [
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(p), "-vn", "-map", "0:a:0",
+        "-ac", "1", "-ar", str(int(sample_rate)), "-f", "f32le", "-",
+    ]
+
+
+# Peak below -60 dBFS: nothing a microphone picked up beyond its own noise floor.
+SILENCE_PEAK = 1e-3
+LOUDNESS_TARGET_DBFS = -23.0  # the EBU R128 programme level, with room for speech peaks
+
+
 def read_audio(
-    path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, allow_silent: bool = False
+    path: str | os.PathLike,
+    sample_rate: int = SAMPLE_RATE,
+    allow_silent: bool = False,
+    normalize: bool = False,
 ) -> np.ndarray:
     """Decode the audio (or a video's audio track) to mono float32 at ``sample_rate``.
 
+    ``normalize`` brings the loudness to ``LOUDNESS_TARGET_DBFS`` (see ``normalize_loudness``).
     Raises MediaError when the file is missing, has no audio, decodes to nothing, or (unless
-    ``allow_silent``) is silent throughout.
+    ``allow_silent``) is silent throughout. For long files see ``iter_audio_chunks``.
     """
     p = _check_file(path)
-    cmd = [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(p), "-vn", "-map", "0:a:0",
-        "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-",
-    ]
-    proc = subprocess.run(cmd, capture_output=True)
+    proc = subprocess.run(_decode_cmd(p, sample_rate), capture_output=True)
     if proc.returncode != 0:
         raise _probe_error(p, proc.stderr.decode("utf-8", "replace"))
     audio = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
@@ -128,42 +142,248 @@ def read_audio(
         raise MediaError(f"{p}: audio is empty (0 samples)")
     if not np.isfinite(audio).all():
         raise MediaError(f"{p}: audio contains invalid samples")
-    if not allow_silent and is_silent(audio):
-        raise MediaError(f"{p}: audio is silent throughout")
+    if is_silent(audio):
+        if not allow_silent:
+            raise MediaError(
+                f"{p}: audio is silent throughout ({len(audio) / sample_rate:.1f} s, peak "
+                f"{_db(float(np.max(np.abs(audio))))} dBFS); record or choose a file with speech"
+            )
+        return audio
+    if normalize:
+        audio = normalize_loudness(audio, sample_rate)
     return audio
 
 
 def iter_audio_chunks(
-    path: str | os.PathLike, chunk_seconds: float = 30.0, sample_rate: int = SAMPLE_RATE
+    path: str | os.PathLike,
+    chunk_seconds: float = 30.0,
+    sample_rate: int = SAMPLE_RATE,
+    normalize: bool = False,
 ) -> Iterator[np.ndarray]:
-    """Stream a long file as mono float32 chunks of ``chunk_seconds`` (bounded memory)."""
+    """Stream a long file (an hour and more) as mono float32 chunks of ``chunk_seconds``.
+
+    Memory stays bounded by one chunk. With ``normalize`` the file is decoded twice: a first pass
+    measures its loudness and peak (``measure_audio``), the second yields the chunks with one gain,
+    so loudness is even across chunk boundaries. Concatenated, the chunks equal ``read_audio``.
+    """
     p = _check_file(path)
-    cmd = [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(p), "-vn", "-map", "0:a:0",
-        "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    chunk_bytes = int(chunk_seconds * sample_rate) * 4
+    gain = 1.0
+    if normalize:
+        stats = measure_audio(p, sample_rate)
+        if not stats.silent:
+            gain = loudness_gain(stats.loudness_dbfs, stats.peak)
+    chunk_samples = max(1, int(chunk_seconds * sample_rate))
+    for chunk in _stream_decode(p, sample_rate, chunk_samples):
+        yield chunk * np.float32(gain) if gain != 1.0 else chunk
+
+
+def _stream_decode(p: Path, sample_rate: int, chunk_samples: int) -> Iterator[np.ndarray]:
+    proc = subprocess.Popen(_decode_cmd(p, sample_rate), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     got_any = False
+    finished = False
+    err = ""
     try:
         assert proc.stdout is not None
         while True:
-            buf = proc.stdout.read(chunk_bytes)
+            buf = proc.stdout.read(chunk_samples * 4)
             if not buf:
                 break
             got_any = True
             yield np.frombuffer(buf[: len(buf) // 4 * 4], dtype="<f4").astype(np.float32)
+        finished = True
     finally:
+        if not finished and proc.poll() is None:
+            proc.kill()  # the consumer stopped early
         if proc.stdout:
             proc.stdout.close()
-        err = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
+        try:
+            err = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
+        finally:
+            if proc.stderr:
+                proc.stderr.close()
         rc = proc.wait()
-    if rc != 0 and not got_any:
+    if finished and rc != 0 and not got_any:
         raise _probe_error(p, err)
+    if finished and not got_any:
+        raise MediaError(f"{p}: audio is empty (0 samples)")
 
 
-def is_silent(audio: np.ndarray, threshold: float = 1e-4) -> bool:
+def is_silent(audio: np.ndarray, threshold: float = SILENCE_PEAK) -> bool:
+    """True when the peak stays below ``threshold`` (-60 dBFS by default) or there is no sample."""
     return audio.size == 0 or float(np.max(np.abs(audio))) < threshold
+
+
+def _db(x: float) -> str:
+    return f"{20 * np.log10(max(x, 1e-10)):.0f}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Loudness: gated mean power after ITU-R BS.1770 (400 ms blocks every 100 ms, absolute gate at
+# -70 dBFS, relative gate 10 dB under the mean), without the K-weighting pre-filter: speech is what
+# we normalise, and the gating is what keeps pauses and leading silence from skewing the level.
+# Reported in dB relative to full scale power (a full-scale sine is -3 dB).
+
+
+class LoudnessMeter:
+    """Streaming loudness and peak: feed chunks with ``add``; memory is 4 bytes per 100 ms."""
+
+    def __init__(self, sample_rate: int = SAMPLE_RATE) -> None:
+        self.sample_rate = int(sample_rate)
+        self.step = max(1, self.sample_rate // 10)  # 100 ms sub-blocks
+        self._rest = np.zeros(0, np.float32)
+        self._energies: list[np.ndarray] = []
+        self.peak = 0.0
+        self.num_samples = 0
+
+    def add(self, chunk: np.ndarray) -> None:
+        chunk = np.asarray(chunk, np.float32).ravel()
+        if chunk.size == 0:
+            return
+        self.num_samples += chunk.size
+        self.peak = max(self.peak, float(np.max(np.abs(chunk))))
+        data = np.concatenate([self._rest, chunk]) if self._rest.size else chunk
+        n = data.size // self.step
+        if n:
+            blocks = data[: n * self.step].astype(np.float64).reshape(n, self.step)
+            self._energies.append(np.mean(blocks * blocks, axis=1))
+        self._rest = data[n * self.step :].copy()
+
+    def loudness_dbfs(self) -> float:
+        e = np.concatenate(self._energies) if self._energies else np.zeros(0)
+        if self._rest.size:
+            e = np.concatenate([e, [float(np.mean(self._rest.astype(np.float64) ** 2))]])
+        if e.size == 0:
+            return -np.inf
+        if e.size >= 4:
+            # 400 ms blocks with 75 % overlap: the mean of 4 consecutive 100 ms sub-blocks.
+            c = np.concatenate([[0.0], np.cumsum(e)])
+            blocks = (c[4:] - c[:-4]) / 4.0
+        else:
+            blocks = np.array([e.mean()])
+        blocks = blocks[blocks > 10 ** (-70 / 10)]
+        if blocks.size == 0:
+            return -np.inf
+        relative_gate = blocks.mean() * 10 ** (-10 / 10)
+        gated = blocks[blocks > relative_gate]
+        return float(10 * np.log10(gated.mean() if gated.size else blocks.mean()))
+
+
+def loudness_dbfs(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
+    """Gated loudness of ``audio`` in dBFS (``-inf`` for silence)."""
+    m = LoudnessMeter(sample_rate)
+    m.add(audio)
+    return m.loudness_dbfs()
+
+
+def loudness_gain(
+    loudness: float, peak: float, target_dbfs: float = LOUDNESS_TARGET_DBFS, peak_ceiling: float = 0.98,
+    max_gain_db: float = 30.0,
+) -> float:
+    """Linear gain that brings ``loudness`` to ``target_dbfs`` without pushing the peak past
+    ``peak_ceiling`` (no limiter, so no distortion) and without boosting more than ``max_gain_db``
+    (noise must not become speech-loud)."""
+    if not np.isfinite(loudness) or peak <= 0:
+        return 1.0
+    gain = 10 ** (min(target_dbfs - loudness, max_gain_db) / 20)
+    return float(min(gain, peak_ceiling / peak))
+
+
+def normalize_loudness(
+    audio: np.ndarray, sample_rate: int = SAMPLE_RATE, target_dbfs: float = LOUDNESS_TARGET_DBFS
+) -> np.ndarray:
+    """``audio`` scaled to the target loudness (see ``loudness_gain``); silence is returned as is."""
+    audio = np.asarray(audio, np.float32)
+    if is_silent(audio):
+        return audio.copy()
+    gain = loudness_gain(loudness_dbfs(audio, sample_rate), float(np.max(np.abs(audio))), target_dbfs)
+    return (audio * np.float32(gain)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class AudioStats:
+    """What a user should know about an audio input."""
+
+    duration: float  # seconds
+    sample_rate: int
+    loudness_dbfs: float
+    peak: float
+    leading_silence: float  # seconds before the first sound
+    trailing_silence: float  # seconds after the last sound
+    silent: bool
+
+    @property
+    def message(self) -> str:
+        if self.silent:
+            return f"audio is silent throughout ({self.duration:.1f} s)"
+        msg = f"{self.duration:.1f} s of audio, loudness {self.loudness_dbfs:.0f} dBFS"
+        if self.leading_silence >= 0.5 or self.trailing_silence >= 0.5:
+            msg += (f"; silence kept: {self.leading_silence:.1f} s at the start, "
+                    f"{self.trailing_silence:.1f} s at the end")
+        return msg
+
+
+SILENCE_BELOW_LOUDNESS_DB = 35.0  # a 20 ms block this far under the speech level is a pause
+
+
+def _block_rms(audio: np.ndarray, block: int) -> np.ndarray:
+    n = audio.size // block
+    return np.sqrt(np.mean(audio[: n * block].astype(np.float64).reshape(n, block) ** 2, axis=1))
+
+
+def _silence_from_rms(rms: np.ndarray, loudness: float, block: int, total: int, sample_rate: int):
+    threshold = max(SILENCE_PEAK / 10, 10 ** ((loudness - SILENCE_BELOW_LOUDNESS_DB) / 20)) if np.isfinite(
+        loudness) else np.inf
+    loud = np.flatnonzero(rms >= threshold)
+    if loud.size == 0:
+        return total / sample_rate, 0.0
+    return float(loud[0] * block / sample_rate), float((total - (loud[-1] + 1) * block) / sample_rate)
+
+
+def silence_bounds(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[float, float]:
+    """Seconds of silence at the start and at the end: 20 ms blocks quieter than the audio's own
+    loudness by ``SILENCE_BELOW_LOUDNESS_DB`` (so a quiet recording's speech is not "silence")."""
+    audio = np.asarray(audio, np.float32)
+    if is_silent(audio):
+        return audio.size / sample_rate, 0.0
+    block = max(1, sample_rate // 50)
+    return _silence_from_rms(_block_rms(audio, block), loudness_dbfs(audio, sample_rate), block, audio.size,
+                             sample_rate)
+
+
+def describe_audio(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> AudioStats:
+    audio = np.asarray(audio, np.float32)
+    lead, trail = silence_bounds(audio, sample_rate)
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    return AudioStats(audio.size / sample_rate, sample_rate, loudness_dbfs(audio, sample_rate), peak,
+                      lead, trail, is_silent(audio))
+
+
+def measure_audio(
+    path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, chunk_seconds: float = 60.0
+) -> AudioStats:
+    """``describe_audio`` of a file of any length, streamed in chunks: memory is one chunk plus
+    8 bytes per 20 ms (about 1.5 MB for an hour)."""
+    p = _check_file(path)
+    meter = LoudnessMeter(sample_rate)
+    block = max(1, sample_rate // 50)
+    rms_parts: list[np.ndarray] = []
+    rest = np.zeros(0, np.float32)
+    for chunk in _stream_decode(p, sample_rate, max(1, int(chunk_seconds * sample_rate))):
+        meter.add(chunk)
+        data = np.concatenate([rest, chunk]) if rest.size else chunk
+        n = data.size // block
+        if n:
+            rms_parts.append(_block_rms(data[: n * block], block))
+        rest = data[n * block :].copy()
+    total = meter.num_samples
+    loudness = meter.loudness_dbfs()
+    silent = meter.peak < SILENCE_PEAK
+    if silent:
+        lead, trail = total / sample_rate, 0.0
+    else:
+        rms = np.concatenate(rms_parts) if rms_parts else np.zeros(0)
+        lead, trail = _silence_from_rms(rms, loudness, block, total, sample_rate)
+    return AudioStats(total / sample_rate, sample_rate, loudness, meter.peak, lead, trail, silent)
 
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
