@@ -131,15 +131,18 @@ def speech_motion(
     m[:, F["head_yaw"]] += (0.25 * smooth + 0.05) * _smooth_noise(rng, num_frames, fps, 1.2)
     m[:, F["head_roll"]] += 0.06 * smooth * _smooth_noise(rng, num_frames, fps, 1.0)
     activity = np.convolve(e, np.ones(int(fps)) / int(fps), mode="same")  # speaking vs. pausing
-    amp = {"still": 0.15, "one_hand": 0.8, "both_hands": 0.7, "big": 1.3}[style]
+    amp = {"still": 0.1, "one_hand": 0.9, "both_hands": 0.8, "big": 1.0}[style]
     beat = _envelope(beats, num_frames, fps, 0.1, 0.3) * amp
     sides = {"still": ("r",), "one_hand": (("r", "l")[int(rng.integers(2))],), "both_hands": ("l", "r"),
              "big": ("l", "r")}[style]
+    open_arms = 0.9 if style == "big" else 0.25
     for s in sides:
-        raise_ = activity * amp
-        m[:, F[s + "_el"]] += 1.3 * raise_ + 0.5 * beat
-        m[:, F[s + "_sh"]] += 0.25 * raise_ + 0.2 * beat
-        m[:, F[s + "_wr"]] += 0.3 * beat
+        # Speaking raises the forearm in front of the body (elbow bent ~110 degrees, hand at chest
+        # height); each beat flicks it up and out a little more; pauses let it sink back.
+        raise_ = np.clip(activity * 1.5, 0, 1) * amp
+        m[:, F[s + "_el"]] += 1.75 * raise_ + 0.45 * beat
+        m[:, F[s + "_sh"]] += open_arms * raise_ + 0.25 * beat
+        m[:, F[s + "_wr"]] += -0.3 * raise_ + 0.4 * beat
         m[:, F[s + "_curl"]] = np.clip(0.35 - 0.3 * raise_, 0, 1)
     m[:, F["root_y"]] += 0.02 * beat
     return m

@@ -670,6 +670,10 @@ def _draw_handheld(p: Painter, ch: Character, k, side: str, lw: float) -> None:
     axis = hand[5] - hand[17]  # across the knuckles, toward the thumb side
     axis = axis / (np.linalg.norm(axis) + 1e-6)
     if ch.held == "microphone":
+        # A singer's microphone points from the fist toward the mouth.
+        mouth = (k[INDEX["face_lip_corner_left"]] + k[INDEX["face_lip_corner_right"]]) / 2
+        axis = mouth - centre
+        axis = axis / (np.linalg.norm(axis) + 1e-6)
         tip = centre + axis * lw * 2.6
         p.limb(centre - axis * lw * 0.8, tip, lw * 0.45, (40, 40, 45))
         p.ellipse(tip + axis * lw * 0.35, (lw * 0.55, lw * 0.55), 0, (150, 150, 160))
