@@ -24,6 +24,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", required=True)
     e.add_argument("--fp32", action="store_true", help="keep float32 weights (default bf16)")
     e.set_defaults(func=run_export)
+    add_eval(sub)
 
 
 def _check_data(dirs: list[str]) -> None:
@@ -68,4 +69,35 @@ def run_export(args) -> int:
     trainer = Trainer(recipe, [], args.run_dir, device="cpu", resume=True)
     trainer.export(args.out, model_card(trainer, []), dtype=None if args.fp32 else torch.bfloat16)
     print(f"wrote {args.out}")
+    return 0
+
+
+def add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="benchmark a model on held-out synthetic clips, per driving mode")
+    p.add_argument("--model", required=True, help="model folder or bundled name")
+    p.add_argument("--data", required=True, help="held-out dataset folder (e.g. `main.py synth --seed 999`)")
+    p.add_argument("--clips", type=int, default=6)
+    p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
+    p.add_argument("--seconds", type=float, default=4.0, help="seconds of each clip to generate")
+    p.add_argument("--drift-seconds", type=float, default=30.0)
+    p.add_argument("--no-mediapipe", action="store_true", help="skip the pose and hand metrics")
+    p.add_argument("--json", help="also write the table as JSON here")
+    p.set_defaults(func=run_eval)
+
+
+def run_eval(args) -> int:
+    import json
+    import sys
+
+    from models.checkpoint import load_model, resolve_model_path
+    from models.training.evaluate import format_table, run_benchmark
+
+    _check_data([args.data])
+    model = load_model(resolve_model_path(args.model))
+    table = run_benchmark(model, args.data, clips=args.clips, steps=args.steps, seconds=args.seconds,
+                          drift_seconds=args.drift_seconds, use_mediapipe=not args.no_mediapipe,
+                          log=lambda s: print(s, file=sys.stderr, flush=True))
+    print(format_table(table))
+    if args.json:
+        Path(args.json).write_text(json.dumps(table, indent=2))
     return 0

@@ -1,0 +1,326 @@
+"""The evaluation benchmark: generate held-out synthetic clips per driving mode and score them.
+
+Metrics (each also computed on the ground-truth clips, the ceiling it is reported against):
+
+* PSNR / SSIM against ground truth (combined pose+audio mode, where the ground truth is determined).
+* Mouth: openness measured from pixels in the mouth box (placed by the clip's ground-truth lip
+  keypoints), correlated with the ground-truth viseme track (jaw opening).
+* Sync: correlation of mouth openness with the audio envelope at the true alignment minus its median
+  over shifted alignments (+-4..15 frames) -- SyncNet's offset confidence without SyncNet -- and the
+  offset where the correlation peaks.
+* Pose (pose-driven mode): error of MediaPipe body keypoints of the generated frames against the
+  driving keypoints, in fractions of the frame diagonal.
+* HKC / HKV (the paper's hand metrics): mean confidence of MediaPipe hand keypoints, and their
+  variance over time (how much the hands move).
+* Drift over a 30-second generation: colour shift (mean absolute difference of per-channel means,
+  0-255) and appearance distance (1 - SSIM) between the first and last segments' frames and the
+  reference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.conditions import keypoints as kpl
+
+# -- metrics on arrays ------------------------------------------------------------------------
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def _gray(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    return x @ np.array([0.299, 0.587, 0.114]) if x.ndim == 3 else x
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM of two RGB uint8 images (grayscale, Gaussian window sigma 1.5)."""
+    import cv2
+
+    x, y = _gray(a), _gray(b)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def blur(z):
+        return cv2.GaussianBlur(z, (11, 11), 1.5)
+
+    mx, my = blur(x), blur(y)
+    sxx = blur(x * x) - mx * mx
+    syy = blur(y * y) - my * my
+    sxy = blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return float(s.mean())
+
+
+def video_psnr_ssim(gen: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
+    n = min(len(gen), len(gt))
+    ps = [psnr(gen[i], gt[i]) for i in range(n)]
+    ps = [p for p in ps if math.isfinite(p)] or [100.0]
+    return float(np.mean(ps)), float(np.mean([ssim(gen[i], gt[i]) for i in range(n)]))
+
+
+_LIPS = [kpl.INDEX[n] for n in ("face_lip_corner_left", "face_lip_corner_right", "face_lip_upper_outer",
+                                  "face_lip_lower_outer", "face_lip_upper_inner", "face_lip_lower_inner")]
+
+
+def mouth_boxes(keypoints: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Per-frame mouth box (x0, y0, x1, y1) in pixels from lip keypoints; zeros where absent.
+
+    The box is the lips' horizontal extent and is as tall as it is wide, centred on the mouth, so a
+    wide-open jaw stays inside it.
+    """
+    boxes = np.zeros((len(keypoints), 4), np.int64)
+    for i, kp in enumerate(keypoints):
+        pts = kp[_LIPS]
+        if (pts[:, 2] < 0.3).any():
+            continue
+        xs, ys = pts[:, 0] * width, pts[:, 1] * height
+        cx, cy = xs.mean(), ys.mean()
+        half = max(2.0, 0.75 * (xs.max() - xs.min()))
+        boxes[i] = (max(0, int(cx - half)), max(0, int(cy - half)), min(width, int(cx + half) + 1),
+                    min(height, int(cy + half) + 1))
+    return boxes
+
+
+def mouth_openness(frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Share of dark pixels in each frame's mouth box (dark: below half the box's 90th percentile
+    luminance). An open toon mouth shows its dark interior; NaN where there is no box."""
+    out = np.full(len(frames), np.nan)
+    for i, (f, (x0, y0, x1, y1)) in enumerate(zip(frames, boxes, strict=False)):
+        if x1 <= x0 or y1 <= y0:
+            continue
+        lum = _gray(f[y0:y1, x0:x1])
+        out[i] = float((lum < 0.5 * np.percentile(lum, 90)).mean())
+    return out
+
+
+def audio_envelope(audio: np.ndarray, num_frames: int, fps: float, sample_rate: int = 16000) -> np.ndarray:
+    """Log RMS per video frame."""
+    spf = sample_rate / fps
+    env = np.zeros(num_frames)
+    for i in range(num_frames):
+        seg = audio[int(i * spf) : int((i + 1) * spf)]
+        env[i] = math.log(float(np.sqrt(np.mean(seg.astype(np.float64) ** 2))) + 1e-4) if len(seg) else math.log(1e-4)
+    return env
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 4:
+        return float("nan")
+    a, b = a[ok], b[ok]
+    if a.std() < 1e-9 or b.std() < 1e-9:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def shifted_corr(x: np.ndarray, y: np.ndarray, offset: int) -> float:
+    """corr(x[t], y[t + offset])."""
+    if offset >= 0:
+        return _corr(x[: len(x) - offset], y[offset:])
+    return _corr(x[-offset:], y[: len(y) + offset])
+
+
+def sync_score(openness: np.ndarray, envelope: np.ndarray, max_offset: int = 15) -> tuple[float, int]:
+    """(confidence, best offset): correlation at the true alignment minus the median correlation over
+    offsets 4..max_offset frames either way, and the offset in [-max_offset, max_offset] where the
+    correlation peaks."""
+    offs = list(range(-max_offset, max_offset + 1))
+    corrs = np.array([shifted_corr(openness, envelope, o) for o in offs])
+    far = np.array([c for o, c in zip(offs, corrs, strict=True) if abs(o) >= 4 and np.isfinite(c)])
+    c0 = corrs[max_offset]
+    if not np.isfinite(c0) or far.size == 0:
+        return float("nan"), 0
+    best = offs[int(np.nanargmax(corrs))]
+    return float(c0 - np.median(far)), int(best)
+
+
+def keypoint_error(pred: np.ndarray, target: np.ndarray, min_conf: float = 0.5) -> float:
+    """Mean distance of body points present in both, in fractions of the unit frame's diagonal."""
+    body = slice(0, kpl.NUM_BODY)
+    p, t = pred[:, body], target[:, body]
+    ok = (p[..., 2] >= min_conf) & (t[..., 2] >= min_conf)
+    if not ok.any():
+        return float("nan")
+    d = np.hypot(p[..., 0] - t[..., 0], p[..., 1] - t[..., 1])
+    return float(d[ok].mean() / math.sqrt(2))
+
+
+def hand_metrics(kp: np.ndarray) -> tuple[float, float]:
+    """(HKC, HKV): mean hand keypoint confidence over all frames and hand points, and the variance
+    over time of the detected hand keypoint positions (averaged over points)."""
+    hands = kp[:, kpl.LEFT_HAND_START : kpl.FACE_START]
+    hkc = float(hands[..., 2].mean())
+    var = []
+    for j in range(hands.shape[1]):
+        ok = hands[:, j, 2] > 0.5
+        if ok.sum() >= 2:
+            var.append(float(hands[ok, j, :2].var(axis=0).sum()))
+    return hkc, float(np.mean(var)) if var else 0.0
+
+
+def drift(first: np.ndarray, last: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """Colour shift and appearance distance of the last segment against the first and the reference."""
+    def mean_colour(x):
+        return x.reshape(-1, 3).astype(np.float64).mean(0)
+
+    return {
+        "colour_shift": float(np.abs(mean_colour(last) - mean_colour(first)).mean()),
+        "appearance_first": 1.0 - ssim(first[0], last[-1]),
+        "appearance_reference": 1.0 - ssim(reference, last[-1]),
+    }
+
+
+# -- the benchmark ------------------------------------------------------------------------------
+
+
+@dataclass
+class ModeScores:
+    psnr: list[float] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+    mouth_corr: list[float] = field(default_factory=list)
+    sync: list[float] = field(default_factory=list)
+    sync_shifted: list[float] = field(default_factory=list)
+    offset: list[int] = field(default_factory=list)
+    kp_error: list[float] = field(default_factory=list)
+    hkc: list[float] = field(default_factory=list)
+    hkv: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        def m(v):
+            v = [x for x in v if x is not None and np.isfinite(x)]
+            return float(np.mean(v)) if v else float("nan")
+
+        return {k: m(getattr(self, k)) for k in self.__dataclass_fields__}
+
+
+def mediapipe_video_keypoints(frames: np.ndarray) -> np.ndarray:
+    """MediaPipe keypoints ``(T, K, 3)`` of a video, tracked with a fresh extractor."""
+    from models.conditions.pose import PoseExtractor
+
+    with PoseExtractor(static_image_mode=False) as ex:
+        return np.stack([ex(f) for f in frames])
+
+
+def score_clip(frames: np.ndarray, clip, scores: ModeScores, extract=None, with_gt: bool = True,
+               shifted_audio: np.ndarray | None = None) -> None:
+    """Add one generated (or ground-truth) clip's metrics to ``scores``."""
+    n = min(len(frames), clip.num_frames)
+    frames = frames[:n]
+    h, w = frames.shape[1:3]
+    if with_gt:
+        p, s = video_psnr_ssim(frames, clip.frames[:n])
+        scores.psnr.append(p)
+        scores.ssim.append(s)
+    boxes = mouth_boxes(clip.keypoints[:n], h, w)
+    opened = mouth_openness(frames, boxes)
+    if clip.mouth is not None:
+        scores.mouth_corr.append(_corr(opened, clip.mouth[:n, 0]))
+    env = audio_envelope(clip.audio, n, clip.fps)
+    conf, off = sync_score(opened, env)
+    scores.sync.append(conf)
+    scores.offset.append(off)
+    if shifted_audio is not None:
+        scores.sync_shifted.append(sync_score(opened, audio_envelope(shifted_audio, n, clip.fps))[0])
+    if extract is not None:
+        kp = extract(frames)
+        scores.kp_error.append(keypoint_error(kp, clip.keypoints[:n]))
+        hkc, hkv = hand_metrics(kp)
+        scores.hkc.append(hkc)
+        scores.hkv.append(hkv)
+
+
+def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None, seconds: float = 4.0,
+                  drift_seconds: float = 30.0, use_mediapipe: bool = True, seed: int = 0,
+                  log: Callable[[str], None] = print) -> dict:
+    """Evaluate ``model`` on held-out clips of ``data_dir``; returns {mode: summary} + drift."""
+    from models.data.format import ClipStore
+    from models.pipeline import GenerationInputs, GenerationSettings, generate
+
+    store = ClipStore(data_dir)
+    extractor = None
+    if use_mediapipe:
+        try:
+            import mediapipe  # noqa: F401
+
+            extractor = mediapipe_video_keypoints
+        except ImportError as e:  # the pose and hand metrics are skipped, and the log says so
+            log(f"pose and hand metrics skipped: {e}")
+    results: dict[str, ModeScores] = {m: ModeScores() for m in ("ground_truth", "audio", "pose", "combined")}
+    rng = np.random.default_rng(seed)
+    n_clips = min(clips, len(store))
+    for ci in range(n_clips):
+        clip = store.clip(ci)
+        n = min(clip.num_frames, int(seconds * clip.fps))
+        clip_frames = clip.frames[:n]
+        ref = clip.frames[0]
+        audio = clip.audio[: int(n / clip.fps * 16000)]
+        shifted = np.roll(clip.audio, int(rng.integers(8, 16) * 16000 / clip.fps))
+        score_clip(clip_frames, clip, results["ground_truth"], extractor, shifted_audio=shifted)
+        for mode in ("audio", "pose", "combined"):
+            res = generate(model, GenerationInputs(ref, audio if mode != "pose" else None,
+                                                   clip.keypoints[:n] if mode != "audio" else None,
+                                                   clip.caption),
+                           GenerationSettings(steps=steps, seed=seed + ci, mode=mode, max_frames=n,
+                                              area=ref.shape[0] * ref.shape[1]))
+            frames = _fit(res.frames, ref.shape[:2])
+            score_clip(frames, clip, results[mode], extractor if mode != "audio" else None,
+                       with_gt=(mode == "combined"), shifted_audio=shifted)
+        log(f"eval: clip {ci + 1}/{n_clips}")
+    table = {m: s.summary() for m, s in results.items()}
+    if drift_seconds > 0 and n_clips:
+        clip = store.clip(0)
+        ref = clip.frames[0]
+        reps = int(math.ceil(drift_seconds * 16000 / len(clip.audio)))
+        long_audio = np.tile(clip.audio, reps)[: int(drift_seconds * 16000)]
+        segs: list[np.ndarray] = []
+        from models.pipeline import Callbacks
+
+        res = generate(model, GenerationInputs(ref, long_audio, None, clip.caption),
+                       GenerationSettings(steps=steps, seed=seed, area=ref.shape[0] * ref.shape[1]),
+                       Callbacks(on_segment=lambda i, f, s: segs.append(f)), keep_frames=False)
+        first, last = _fit(segs[0], ref.shape[:2]), _fit(segs[-1], ref.shape[:2])
+        table["drift"] = drift(first, last, ref)
+        table["drift"]["seconds"] = res.num_frames / res.fps
+        gt = clip.frames
+        table["drift_ground_truth"] = drift(gt[: len(gt) // 4], gt[-len(gt) // 4 :], ref)
+    return table
+
+
+def _fit(frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Resize generated frames to the clip's size when the model's 16-multiple rounding differs."""
+    import cv2
+
+    if frames.shape[1:3] == tuple(hw):
+        return frames
+    return np.stack([cv2.resize(f, (hw[1], hw[0]), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def format_table(table: dict) -> str:
+    rows = ["| mode | PSNR | SSIM | mouth corr | sync (true - shifted) | sync, shifted audio | peak offset | "
+            "kp error | HKC | HKV |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+    def f(v, p=3):
+        return "-" if v is None or not np.isfinite(v) else f"{v:.{p}f}"
+
+    for mode in ("ground_truth", "audio", "pose", "combined"):
+        if mode not in table:
+            continue
+        s = table[mode]
+        rows.append(f"| {mode} | {f(s['psnr'], 2)} | {f(s['ssim'])} | {f(s['mouth_corr'])} | {f(s['sync'])} | "
+                    f"{f(s['sync_shifted'])} | {f(s['offset'], 1)} | {f(s['kp_error'])} | {f(s['hkc'])} | "
+                    f"{f(s['hkv'], 5)} |")
+    for key in ("drift", "drift_ground_truth"):
+        if key in table:
+            d = table[key]
+            rows.append("")
+            rows.append(f"{key}: colour shift {d['colour_shift']:.2f}/255, appearance distance to first "
+                        f"{d['appearance_first']:.3f}, to reference {d['appearance_reference']:.3f}"
+                        + (f" over {d['seconds']:.0f} s" if "seconds" in d else ""))
+    return "\n".join(rows)

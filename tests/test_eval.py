@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+
+from models.training import evaluate as ev
+
+
+@pytest.fixture
+def video(rng):
+    return (rng.random((12, 32, 40, 3)) * 255).astype(np.uint8)
+
+
+def test_identical_videos_score_perfectly(video):
+    p, s = ev.video_psnr_ssim(video, video)
+    assert p >= 99 and s == pytest.approx(1.0)
+    noisy = np.clip(video.astype(int) + 20, 0, 255).astype(np.uint8)
+    p2, s2 = ev.video_psnr_ssim(noisy, video)
+    assert p2 < 40 and s2 < 1.0
+
+
+def test_sync_score_drops_with_shifted_audio():
+    rng = np.random.default_rng(1)
+    n = 150
+    env = np.convolve(rng.random(n), np.ones(3) / 3, mode="same")  # syllable-like envelope
+    mouth = env + 0.05 * rng.standard_normal(n)
+    conf, off = ev.sync_score(mouth, env)
+    conf_shift, off_shift = ev.sync_score(mouth, np.roll(env, 8))
+    assert off == 0 and conf > 0.5
+    assert conf_shift < conf - 0.4 and off_shift == 8 or abs(off_shift) >= 4
+
+
+def test_colour_shift_raises_drift(video):
+    same = ev.drift(video[:4], video[:4], video[0])
+    shifted = np.clip(video.astype(int) + 30, 0, 255).astype(np.uint8)
+    d = ev.drift(video[:4], shifted[:4], video[0])
+    assert same["colour_shift"] == 0 and d["colour_shift"] > 20
+    assert d["appearance_reference"] > same["appearance_first"]
+
+
+def test_mouth_openness_follows_a_drawn_mouth():
+    import cv2
+
+    from models.conditions import keypoints as kpl
+
+    t, h, w = 6, 64, 64
+    frames = np.full((t, h, w, 3), 200, np.uint8)
+    kp = kpl.empty_keypoints(t)
+    opening = np.array([0, 2, 6, 10, 4, 0])
+    for i in range(t):
+        cv2.ellipse(frames[i], (32, 40), (10, max(1, int(opening[i]))), 0, 0, 360, (30, 10, 10), -1)
+        for name, (x, y) in {"face_lip_corner_left": (42, 40), "face_lip_corner_right": (22, 40),
+                             "face_lip_upper_outer": (32, 38), "face_lip_lower_outer": (32, 42),
+                             "face_lip_upper_inner": (32, 39), "face_lip_lower_inner": (32, 41)}.items():
+            kp[i, kpl.INDEX[name]] = (x / w, y / h, 1.0)
+    o = ev.mouth_openness(frames, ev.mouth_boxes(kp, h, w))
+    assert np.corrcoef(o, opening)[0, 1] > 0.95
+
+
+def test_keypoint_error_and_hand_metrics():
+    from models.conditions import keypoints as kpl
+
+    a = kpl.empty_keypoints(3)
+    a[:, : kpl.NUM_BODY] = (0.5, 0.5, 1.0)
+    b = a.copy()
+    b[:, : kpl.NUM_BODY, 0] += 0.1
+    assert ev.keypoint_error(a, a) == 0
+    assert ev.keypoint_error(b, a) == pytest.approx(0.1 / np.sqrt(2))
+    hkc, hkv = ev.hand_metrics(a)
+    assert hkc == 0 and hkv == 0
+    a[:, kpl.LEFT_HAND_START : kpl.RIGHT_HAND_START] = (0.3, 0.3, 1.0)
+    a[1, kpl.LEFT_HAND_START : kpl.RIGHT_HAND_START, 0] = 0.4
+    hkc, hkv = ev.hand_metrics(a)
+    assert hkc == pytest.approx(0.5) and hkv > 0
