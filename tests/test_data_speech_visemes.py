@@ -31,7 +31,7 @@ def test_phoneme_events_cover_the_audio(espeak):
 
 def test_speech_bank_is_reproducible(espeak, tmp_path):
     a = build_speech_bank(tmp_path / "a", 3, seed=7)
-    b = build_speech_bank(tmp_path / "b", 3, seed=7)
+    b = build_speech_bank(tmp_path / "b", 3, seed=7, workers=2)
     for name in ("audio.npy", "bank.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     bank = SpeechBank(tmp_path / "a")

@@ -26,6 +26,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--count", type=int, default=500, help="utterances")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.set_defaults(func=run_speech_bank)
 
     p = sub.add_parser("prepare-data", help="turn a folder of real videos into a training dataset")
@@ -87,7 +88,8 @@ def run_speech_bank(args) -> int:
     from models.data.speech import build_speech_bank
 
     _check_out(args.out)
-    bank = build_speech_bank(args.out, args.count, args.seed, progress=_progress("speech-bank"))
+    bank = build_speech_bank(args.out, args.count, args.seed, progress=_progress("speech-bank"),
+                             workers=max(1, args.workers))
     total = sum(it["length"] for it in bank.items) / 16000
     print(f"wrote {len(bank)} utterances ({total / 60:.1f} min of speech) to {args.out}")
     return 0

@@ -389,24 +389,43 @@ class SpeechBank:
         )
 
 
-def build_speech_bank(out: str | Path, count: int, seed: int = 0, progress=None) -> SpeechBank:
-    """Synthesise ``count`` utterances from ``seed`` into ``out`` (int16 audio + JSON timings)."""
+def _bank_item(args: tuple[int, int]) -> Utterance:
+    seed, i = args
+    return random_utterance(np.random.default_rng([seed, i, 0x5EEC]))
+
+
+def build_speech_bank(out: str | Path, count: int, seed: int = 0, progress=None, workers: int = 1) -> SpeechBank:
+    """Synthesise ``count`` utterances from ``seed`` into ``out`` (int16 audio + JSON timings).
+
+    Utterance ``i`` depends only on ``(seed, i)``, so any number of ``workers`` gives the same bank.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pcm, items, offset = [], [], 0
-    for i in range(count):
-        rng = np.random.default_rng([seed, i, 0x5EEC])
-        u = random_utterance(rng)
-        q = (np.clip(u.audio, -1, 1) * 32767.0).round().astype(np.int16)
-        pcm.append(q)
-        items.append({
-            "text": u.text, "voice": u.voice, "language": u.language, "rate": u.rate, "pitch": u.pitch,
-            "pitch_range": u.pitch_range, "style": u.style, "offset": offset, "length": int(len(q)),
-            "phonemes": [[p, s, e] for p, s, e in u.phonemes],
-        })
-        offset += len(q)
-        if progress:
-            progress(i + 1, count)
+    jobs = [(seed, i) for i in range(count)]
+    if workers > 1:
+        import multiprocessing as mp
+
+        pool = mp.get_context("fork").Pool(workers)
+        results = pool.imap(_bank_item, jobs, chunksize=4)
+    else:
+        pool, results = None, map(_bank_item, jobs)
+    try:
+        for i, u in enumerate(results):
+            q = (np.clip(u.audio, -1, 1) * 32767.0).round().astype(np.int16)
+            pcm.append(q)
+            items.append({
+                "text": u.text, "voice": u.voice, "language": u.language, "rate": u.rate, "pitch": u.pitch,
+                "pitch_range": u.pitch_range, "style": u.style, "offset": offset, "length": int(len(q)),
+                "phonemes": [[p, s, e] for p, s, e in u.phonemes],
+            })
+            offset += len(q)
+            if progress:
+                progress(i + 1, count)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
     audio = np.concatenate(pcm) if pcm else np.zeros(0, np.int16)
     np.save(out / "audio.npy", audio)
     meta = {"version": 1, "sample_rate": SAMPLE_RATE, "seed": seed, "utterances": items}
