@@ -136,6 +136,8 @@ def synth_clip(cfg: SynthConfig, index: int) -> Clip:
     if mode == "driven" and not cfg.drive:
         mode = "action"
     speaking = mode == "speech" or rng.random() < 0.4
+    if ch.held == "ukulele" and mode != "speech":
+        ch.held = "microphone"  # strumming would freeze the arms an action needs
 
     # Sound and lips.
     utt = _utterance(cfg, rng) if speaking else None
