@@ -64,5 +64,9 @@ def write_preview(root: str | os.PathLike, out: str | os.PathLike, count: int = 
             tile = _tile(d["frames"][g], d["keypoints"][g], None if d["mouth"] is None else d["mouth"][g],
                          d["caption"], flags)
             grid[f, r * (TILE + CAPTION_H): (r + 1) * (TILE + CAPTION_H), c * TILE: (c + 1) * TILE] = tile
-    audio = clips[0]["audio"] if clips else None
-    return write_video(out, grid, store.fps, audio)
+    # The first clip's sound, padded to the grid's length (the writer stops at the shorter stream).
+    audio = np.zeros(int(round(n * store.sample_rate / store.fps)), np.float32)
+    if clips:
+        a = clips[0]["audio"][: len(audio)]
+        audio[: len(a)] = a
+    return write_video(out, grid, store.fps, audio, store.sample_rate)
