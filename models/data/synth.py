@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.conditions.keypoints import FACE_START
 from models.config import resolution_for
 from models.data import motion as mo
 from models.data.captions import make_caption
@@ -210,9 +211,11 @@ def synth_clip(cfg: SynthConfig, index: int) -> Clip:
             failure = (failure + "; " if failure else "") + "body occluded"
         else:
             # Camera pushed in and off-centre: head or limbs leave the frame.
-            cam = Camera(cam.height, cam.width, cam.scale * float(rng.uniform(1.5, 2.2)),
-                         cam.ox + float(rng.choice([-1, 1])) * cam.width * float(rng.uniform(0.25, 0.4)),
-                         cam.oy - cam.height * float(rng.uniform(0.1, 0.3)), cam.framing)
+            z = float(rng.uniform(1.3, 1.8))
+            cx, cy = cam.width / 2, cam.height * 0.3  # zoom about the upper body, then slide sideways
+            slide = float(rng.choice([-1, 1])) * cam.width * float(rng.uniform(0.15, 0.3))
+            cam = Camera(cam.height, cam.width, cam.scale * z, cx + (cam.ox - cx) * z + slide,
+                         cy + (cam.oy - cy) * z, cam.framing)
             failure = (failure + "; " if failure else "") + "character cut off by the frame"
 
     rg = rig(ch, mot, mouth)
@@ -223,6 +226,11 @@ def synth_clip(cfg: SynthConfig, index: int) -> Clip:
     if occluder is not None:
         visible &= ~_inside_boxes(kp[..., :2], occluder)
     kp[..., 2] = visible.astype(np.float32)
+    # Lip sync cannot be checked on lips that are out of view: a real filter rejects such clips too.
+    lips_seen = kp[:, FACE_START: FACE_START + 10, 2].min(1) > 0
+    if lipsync_ok and utt is not None and lips_seen.mean() < 0.8:
+        lipsync_ok = False
+        failure = (failure + "; " if failure else "") + "lips not visible"
     bg = render_background(ch.background, height * 2, width * 2)
     texture = make_texture(rng, height, width) if ch.style == "textured" else None
     frames = render_frames(ch, rg, cam, mot, bg, texture, occluder)
