@@ -147,3 +147,11 @@ def test_real_poses_drive_a_character(fake_ds):
     clip = synth_clip(cfg, 0)
     assert clip.meta["mode"] == "driven" and "real person" in clip.caption
     assert clip.frames.shape[0] == clip.keypoints.shape[0] >= 25
+
+
+def test_repeat_and_uint8_video(fake_ds):
+    base = WindowDataset(fake_ds, num_frames=9, batch_size=1, infinite=False)
+    doubled = WindowDataset(fake_ds, num_frames=9, batch_size=1, infinite=False, repeat=(2,), video_uint8=True)
+    assert len(doubled) == 2 * len(base)
+    b = next(iter(doubled))
+    assert b["video"].dtype == torch.uint8 and b["reference"].dtype == torch.uint8

@@ -44,6 +44,10 @@ class WindowDataset(IterableDataset):
         reference: also return a reference frame per window, drawn from the whole clip.
         infinite: keep going over epochs (training counts steps); else stop after one epoch.
         drop_last: drop each bucket's incomplete last batch (keeps shapes fixed).
+        repeat: per root, how many times each of its windows appears per epoch (mixing ratio of
+            sources, e.g. ``(1, 4)`` to see scarce real clips four times as often).
+        video_uint8: return ``video`` and ``reference`` as uint8 in [0, 255] (4x less host memory
+            and transfer; convert on the GPU with ``x.float() / 127.5 - 1``).
     """
 
     def __init__(
@@ -59,6 +63,8 @@ class WindowDataset(IterableDataset):
         reference: bool = True,
         infinite: bool = True,
         drop_last: bool = True,
+        repeat: Sequence[int] | None = None,
+        video_uint8: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(roots, (str, os.PathLike)):
@@ -77,6 +83,10 @@ class WindowDataset(IterableDataset):
         self.reference = reference
         self.infinite = infinite
         self.drop_last = drop_last
+        self.video_uint8 = video_uint8
+        self.repeat = tuple(int(r) for r in repeat) if repeat is not None else (1,) * len(self.stores)
+        if len(self.repeat) != len(self.stores) or min(self.repeat) < 0:
+            raise ValueError(f"repeat needs one count >= 0 per root, got {repeat} for {len(self.stores)} roots")
         # (store, index, num_frames, bucket) for every usable clip.
         self.clips: list[tuple[int, int, int, tuple[int, int]]] = []
         self.skipped_short = 0
@@ -106,11 +116,12 @@ class WindowDataset(IterableDataset):
         """Every batch of one epoch for this rank: lists of ``(clip, start)``."""
         rng = np.random.default_rng([self.seed, epoch])
         by_bucket: dict[tuple[int, int], list[tuple[int, int]]] = {b: [] for b in self.buckets}
-        for k, (_, _, t, bucket) in enumerate(self.clips):
+        for k, (si, _, t, bucket) in enumerate(self.clips):
             n = t // self.num_frames
-            phase = int(rng.integers(0, t - n * self.num_frames + 1))
-            for w in range(n):
-                by_bucket[bucket].append((k, phase + w * self.num_frames))
+            for _ in range(self.repeat[si]):
+                phase = int(rng.integers(0, t - n * self.num_frames + 1))
+                for w in range(n):
+                    by_bucket[bucket].append((k, phase + w * self.num_frames))
         batches = []
         for b in self.buckets:
             items = by_bucket[b]
@@ -194,7 +205,7 @@ class WindowDataset(IterableDataset):
         d = store.read(ci, start, self.num_frames, extra_frames=extra)
         frames = torch.from_numpy(d["frames"]).permute(3, 0, 1, 2)  # (C, T, H, W) uint8
         s: dict = {
-            "video": frames.float().div_(127.5).sub_(1.0),
+            "video": frames.contiguous() if self.video_uint8 else frames.float().div_(127.5).sub_(1.0),
             "keypoints": torch.from_numpy(d["keypoints"]),
             "caption": d["caption"],
             "clip_id": d["id"],
@@ -207,8 +218,8 @@ class WindowDataset(IterableDataset):
         audio[: min(n_audio, len(d["audio"]))] = d["audio"][:n_audio]
         s["audio"] = torch.from_numpy(audio)
         if self.reference:
-            s["reference"] = torch.from_numpy(np.ascontiguousarray(d["extra"][0])).permute(2, 0, 1).float().div_(
-                127.5).sub_(1.0)
+            ref = torch.from_numpy(np.ascontiguousarray(d["extra"][0])).permute(2, 0, 1)
+            s["reference"] = ref.contiguous() if self.video_uint8 else ref.float().div_(127.5).sub_(1.0)
         s["has_mouth"] = d["mouth"] is not None
         s["mouth"] = torch.from_numpy(d["mouth"]) if d["mouth"] is not None else torch.zeros(self.num_frames, 4)
         return s
