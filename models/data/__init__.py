@@ -11,6 +11,7 @@ Train on it (one resolution per batch, exact resume)::
     from models.data.dataset import WindowDataset
     ds = WindowDataset(["toon", "real"], num_frames=25, batch_size=8, seed=0, rank=rank, world_size=world)
     ds.load_state_dict(saved)                  # {"epoch", "batch", "seed"} or {"position": batch["position"]}
+    # repeat=(1, 4): real windows 4x per epoch; video_uint8=True: convert to [-1, 1] on the GPU
     loader = DataLoader(ds, batch_size=None, num_workers=8, pin_memory=True)
     for batch in loader:
         batch["video"]      # (B, 3, T, H, W) float32 in [-1, 1]
