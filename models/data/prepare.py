@@ -21,7 +21,7 @@ truncated, no person in it) is reported and skipped; the run goes on.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,12 +144,13 @@ def _caption_for(path: Path) -> str:
 
 
 def prepare_video(path: str | os.PathLike, area: int, fps: float = 25.0, max_seconds: float = 20.0,
-                  sample_rate: int = 16000) -> list[Clip]:
-    """One real video -> clips in the dataset format. Raises MediaError / UserError when unusable."""
+                  sample_rate: int = 16000) -> Iterator[Clip]:
+    """One real video -> clips in the dataset format, yielded as each is complete (memory stays
+    bounded by one clip for long videos). Raises MediaError / UserError when unusable."""
     from models.conditions.pose import extract_video_poses
 
     p = Path(path)
-    track = extract_video_poses(p)
+    track = extract_video_poses(p)  # reads the whole file: a damaged video fails here, before any clip
     info, frames_it = read_video_frames(p)
     src_fps = info.fps or track.fps
     # Resample: target frame k shows the source frame nearest to time k / fps.
@@ -162,25 +163,6 @@ def prepare_video(path: str | os.PathLike, area: int, fps: float = 25.0, max_sec
     kp_src = track.keypoints[src_idx]
     box = crop_box(kp_src, info.width, info.height, aspect)
     x0, y0, cw, ch = box
-    wanted: dict[int, list[int]] = {}
-    for k, s in enumerate(src_idx):
-        wanted.setdefault(int(s), []).append(k)
-    frames = np.zeros((n_dst, out_h, out_w, 3), np.uint8)
-    got = np.zeros(n_dst, bool)
-    for i, frame in enumerate(frames_it):
-        if i in wanted:
-            crop = frame[y0: y0 + ch, x0: x0 + cw]
-            small = cv2.resize(crop, (out_w, out_h), interpolation=cv2.INTER_AREA)
-            for k in wanted[i]:
-                frames[k] = small
-                got[k] = True
-        if i >= src_idx[-1]:
-            break
-    if not got.all():
-        last = int(np.flatnonzero(got)[-1]) if got.any() else -1
-        if last < 0:
-            raise MediaError(f"{p}: no frames could be decoded")
-        frames[~got] = frames[last]
     kp = crop_keypoints(kp_src, box, info.width, info.height)
     missing = track.missing[src_idx]
     try:
@@ -195,11 +177,14 @@ def prepare_video(path: str | os.PathLike, area: int, fps: float = 25.0, max_sec
     full_audio[: min(total, len(audio))] = audio[:total]
     caption = _caption_for(p)
     per = max(1, int(round(max_seconds * fps)))
-    clips = []
-    for c, start in enumerate(range(0, n_dst, per)):
+    ranges = []
+    for start in range(0, n_dst, per):
         end = min(n_dst, start + per)
-        if end - start < max(5, int(fps)) and c > 0:
+        if end - start < max(5, int(fps)) and start > 0:
             break  # a tail shorter than a second is dropped
+        ranges.append((start, end))
+
+    def make_clip(c: int, start: int, end: int, frames: np.ndarray) -> Clip:
         a0, a1 = audio_samples(start, fps, sample_rate), audio_samples(end, fps, sample_rate)
         seg_audio = full_audio[a0:a1]
         pose_ok, lipsync_ok, qinfo = quality_flags(kp[start:end], missing[start:end],
@@ -207,9 +192,42 @@ def prepare_video(path: str | os.PathLike, area: int, fps: float = 25.0, max_sec
         meta = {"source_file": p.name, "source_fps": src_fps, "source_size": [info.width, info.height],
                 "crop": list(box), "bucket": bucket, "start_s": start / fps, "has_audio": has_audio,
                 "quality": qinfo}
-        clips.append(Clip(f"real-{p.stem}-{c:03d}", frames[start:end], seg_audio, kp[start:end], caption, fps,
-                          lipsync_ok, pose_ok, None, "real", meta, sample_rate))
-    return clips
+        return Clip(f"real-{p.stem}-{c:03d}", frames, seg_audio, kp[start:end], caption, fps,
+                    lipsync_ok, pose_ok, None, "real", meta, sample_rate)
+
+    # Stream the frames once; each output frame k takes source frame src_idx[k].
+    c = 0
+    buf = np.zeros((ranges[0][1] - ranges[0][0], out_h, out_w, 3), np.uint8)
+    k = 0  # next output frame
+    last = None
+    for i, frame in enumerate(frames_it):
+        while k < n_dst and src_idx[k] == i:
+            crop = frame[y0: y0 + ch, x0: x0 + cw]
+            last = cv2.resize(crop, (out_w, out_h), interpolation=cv2.INTER_AREA)
+            start, end = ranges[c]
+            buf[k - start] = last
+            k += 1
+            if k == end:
+                yield make_clip(c, start, end, buf)
+                c += 1
+                if c == len(ranges):
+                    break
+                buf = np.zeros((ranges[c][1] - ranges[c][0], out_h, out_w, 3), np.uint8)
+        if c == len(ranges) or k >= n_dst:
+            frames_it.close()
+            break
+    if c < len(ranges):
+        # The decoder gave fewer frames than the pose pass: repeat the last one to the end.
+        if last is None:
+            raise MediaError(f"{p}: no frames could be decoded")
+        while c < len(ranges):
+            start, end = ranges[c]
+            buf[k - start:] = last
+            yield make_clip(c, start, end, buf)
+            c += 1
+            if c < len(ranges):
+                k = ranges[c][0]
+                buf = np.zeros((ranges[c][1] - ranges[c][0], out_h, out_w, 3), np.uint8)
 
 
 def list_videos(folder: str | os.PathLike) -> list[Path]:
@@ -231,18 +249,19 @@ def prepare_videos(
     report = PrepareReport()
     with DatasetWriter(out, fps, meta={"kind": "real", "area": area}) as w:
         for i, v in enumerate(videos):
+            kept = 0
             try:
-                clips = prepare_video(v, area, fps, max_seconds)
+                for clip in prepare_video(v, area, fps, max_seconds):
+                    w.add(clip)
+                    kept += 1
             except (MediaError, UserError, ValueError, OSError, RuntimeError) as e:
-                msg = str(e)
+                msg = str(e) + (f" ({kept} clips before the error were kept)" if kept else "")
                 report.skipped.append((str(v), msg))
                 if log:
                     log(f"skipping {v}: {msg}")
             else:
-                for c in clips:
-                    w.add(c)
-                report.clips += len(clips)
                 report.videos_ok += 1
+            report.clips += kept
             if progress:
                 progress(i + 1, len(videos))
     return report
