@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.conditions.keypoints import FACE_START
+from models.conditions.keypoints import FACE_START, INDEX, LEFT_HAND_START, RIGHT_HAND_START
 from models.config import resolution_for
 from models.data import motion as mo
 from models.data.captions import make_caption
@@ -123,6 +123,32 @@ def _inside_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     lo = boxes.min(1)[:, None]
     hi = boxes.max(1)[:, None]
     return ((points >= lo) & (points <= hi)).all(-1)
+
+
+_ARM_POINTS = {
+    side: [INDEX[f"{side}_{j}"] for j in ("elbow", "wrist", "pinky", "index", "thumb")]
+    + list(range(LEFT_HAND_START if side == "left" else RIGHT_HAND_START,
+                 (LEFT_HAND_START if side == "left" else RIGHT_HAND_START) + 21))
+    for side in ("left", "right")
+}
+
+
+def _hidden_behind_torso(kp: np.ndarray, body_yaw: np.ndarray) -> np.ndarray:
+    """``(T, K)`` True for far-side arm points the torso hides when the body is turned (the
+    renderer draws that arm behind the torso when ``|body_yaw| > 0.4``)."""
+    import cv2
+
+    hidden = np.zeros(kp.shape[:2], bool)
+    for f in np.flatnonzero(np.abs(body_yaw) > 0.4):
+        far = "left" if body_yaw[f] < 0 else "right"
+        ls, rs = kp[f, INDEX["left_shoulder"], :2], kp[f, INDEX["right_shoulder"], :2]
+        lh, rh = kp[f, INDEX["left_hip"], :2], kp[f, INDEX["right_hip"], :2]
+        poly = np.array([ls + (ls - rs) * 0.08, rs - (ls - rs) * 0.08, rh - (lh - rh) * 0.12, lh + (lh - rh) * 0.12],
+                        np.float32)
+        for k in _ARM_POINTS[far]:
+            x, y = float(kp[f, k, 0]), float(kp[f, k, 1])
+            hidden[f, k] = cv2.pointPolygonTest(poly, (x, y), False) > 0
+    return hidden
 
 
 def synth_clip(cfg: SynthConfig, index: int) -> Clip:
@@ -225,6 +251,7 @@ def synth_clip(cfg: SynthConfig, index: int) -> Clip:
     visible = rg.visible & inside
     if occluder is not None:
         visible &= ~_inside_boxes(kp[..., :2], occluder)
+    visible &= ~_hidden_behind_torso(kp, rg.body_yaw)
     kp[..., 2] = visible.astype(np.float32)
     # Lip sync cannot be checked on lips that are out of view: a real filter rejects such clips too.
     lips_seen = kp[:, FACE_START: FACE_START + 10, 2].min(1) > 0
