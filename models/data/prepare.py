@@ -118,9 +118,11 @@ def sync_measure(opening: np.ndarray, audio: np.ndarray, fps: float, sample_rate
 def quality_flags(kp: np.ndarray, missing: np.ndarray, audio: np.ndarray | None, fps: float) -> tuple[bool, bool, dict]:
     core = kp[:, [INDEX["nose"], INDEX["left_shoulder"], INDEX["right_shoulder"]], 2] >= 0.5
     present = float((~missing).mean()) if len(missing) else 0.0
-    core_ratio = float(core.all(-1).mean())
+    # Gap-filled frames (no person found) borrow their neighbours' points: they never count as seen.
+    core_ratio = float((core.all(-1) & ~missing).mean())
     pose_ok = present >= 0.9 and core_ratio >= 0.8
     opening, tracked = lip_opening(kp)
+    tracked = tracked & ~missing
     lips_ratio = float(tracked.mean())
     info = {"person_ratio": round(present, 3), "core_visible_ratio": round(core_ratio, 3),
             "lips_tracked_ratio": round(lips_ratio, 3)}
