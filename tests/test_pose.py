@@ -245,3 +245,20 @@ def test_live_tracker_on_a_video_standing_in_for_the_camera():
     with tracker:
         assert failed.wait(30)
     assert "camera 0: stopped sending frames" in str(errors[0]) and tracker.poses == 3
+
+
+def test_unclosed_extractor_does_not_hang_interpreter_exit():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import numpy as np\n"
+        "from models.conditions.pose import PoseExtractor\n"
+        "ex = PoseExtractor(static_image_mode=True)\n"
+        "ex(np.zeros((64, 64, 3), np.uint8))\n"
+        "print('done')\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "done" in proc.stdout

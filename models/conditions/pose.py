@@ -134,12 +134,6 @@ class PoseExtractor:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def __del__(self) -> None:  # best effort; close() is the real API
-        try:
-            self.close()
-        except Exception:
-            pass
-
     # -- per frame -------------------------------------------------------------------------------
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
