@@ -219,3 +219,19 @@ def test_bad_inputs():
     out = retarget(drv, ref, 1.0, 1.0)
     assert (out[2, :, 2] == 0).all() and (out[1, :, 2] > 0).any()
     assert len(RETARGET_TREE) > len(BODY_TREE)
+
+
+@pytest.mark.parametrize("height,width", [(64, 48), (48, 80)])
+def test_retargeted_heatmaps_at_any_aspect(height, width):
+    ref_aspect = width / height
+    reference = make_person(1, ref_aspect, neck=(0.5, 0.25), size=0.7, animate=False)[0]
+    driver = make_person(3, 16 / 9)
+    out = retarget(driver, reference, 16 / 9, ref_aspect)
+    hm = kpl.render_heatmaps(out, height, width)
+    assert hm.shape == (kpl.HEATMAP_CHANNELS, 3, height, width)
+    arm = list(kpl.BONE_GROUPS).index("left_arm")
+    for t in range(3):
+        # The middle of the upper arm lights the left-arm channel at its pixel, in any aspect.
+        mid = 0.5 * (out[t, I["left_shoulder"], :2] + out[t, I["left_elbow"], :2])
+        x, y = int(mid[0] * width), int(mid[1] * height)
+        assert hm[arm, t, y, x] > 0.5
