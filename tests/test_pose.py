@@ -134,6 +134,10 @@ def test_video_with_no_person(tmp_path):
     write_video(path, np.ascontiguousarray(frames, dtype=np.uint8), 12)
     with pytest.raises(UserError, match="empty_room.mp4: no person found in any of its 12 frames"):
         extract_video_poses(path)
+    # Real street footage without anyone in it, where MediaPipe's body model alone reports (and then
+    # tracks) a phantom head a few pixels wide: no person.
+    with pytest.raises(UserError, match="bikes.mp4: no person found in any of its 30 frames"):
+        extract_video_poses(assets.bikes_path(), max_frames=30)
 
 
 def test_truncated_and_non_media_video(tmp_path, carphone_track):

@@ -35,6 +35,12 @@ OUT_OF_FRAME_MARGIN = 0.05
 # A frame counts as having a person when at least this many body points are confidently visible.
 MIN_VISIBLE_BODY_POINTS = 4
 VISIBLE = 0.5
+# Without a face mesh, a detection must show some body below the head (2 visible points) spanning
+# at least this fraction of the frame's shorter side: MediaPipe's body model sometimes "finds" a
+# head a few pixels wide in a textured background and then keeps tracking it.
+MIN_BODY_EXTENT = 0.08
+# After such a phantom, tracking restarts (a fresh graph, ~0.2 s) at most once per this many frames.
+RESTART_INTERVAL = 15
 
 # Face-mesh indices of the body layout's head points, used when the body model finds no person but
 # the face model finds a face (tight portraits): nose tip, eyes, ears (approximate), mouth corners.
@@ -103,6 +109,8 @@ class PoseExtractor:
         self._holistic = None
         self._face_mesh = None  # static-image fallback for faces too close for the body model
         self.frames_processed = 0
+        self.restarts = 0
+        self._last_restart = -RESTART_INTERVAL
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -168,6 +176,14 @@ class PoseExtractor:
         _mark_out_of_frame(kp)
         if not person_present(kp):
             kp[:] = 0.0
+        elif not _plausible(kp, frame.shape[0], frame.shape[1]):
+            kp[:] = 0.0
+            if not self.static_image_mode and self.frames_processed - self._last_restart >= RESTART_INTERVAL:
+                # A phantom being tracked hides a real person who walks in: detect afresh.
+                self._holistic.close()
+                self._holistic = None
+                self._last_restart = self.frames_processed
+                self.restarts += 1
         return kp
 
     def _face_only(self, frame: np.ndarray):
@@ -180,6 +196,18 @@ class PoseExtractor:
             )
         res = self._face_mesh.process(frame)
         return res.multi_face_landmarks[0] if res.multi_face_landmarks else None
+
+
+def _plausible(kp: np.ndarray, height: int, width: int) -> bool:
+    """A detection with a face mesh, or with a body that is more than a speck (see MIN_BODY_EXTENT)."""
+    if (kp[kpl.FACE_START :, 2] > 0).sum() >= kpl.NUM_FACE // 2:
+        return True
+    body = kp[: kpl.NUM_BODY]
+    vis = body[:, 2] >= VISIBLE
+    if vis[11:].sum() < 2:  # 0..10 are the head's points
+        return False
+    pts = body[vis, :2] * np.array([width, height], np.float32)
+    return float(np.ptp(pts, axis=0).max()) >= MIN_BODY_EXTENT * min(height, width)
 
 
 def _check_frame(frame: np.ndarray) -> np.ndarray:
