@@ -1,0 +1,155 @@
+"""Microphone recording and playback through sounddevice (PortAudio), free of Qt.
+
+Recording runs at the input device's own sample rate (many devices refuse 16 kHz) and is resampled
+to the model's 16 kHz when it stops. The PortAudio callback thread only appends blocks under a lock;
+the UI polls ``level`` and ``snapshot()`` on a timer to paint the meter and the waveform. The stream
+is made by a factory so tests inject a fake microphone.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.media import SAMPLE_RATE
+
+
+@dataclass
+class AudioStatus:
+    ok: bool
+    message: str
+    input_devices: list[tuple[int, str, float]]  # (index, name, default sample rate)
+    output_ok: bool = False
+
+
+def _sounddevice():
+    try:
+        import sounddevice as sd
+    except (ImportError, OSError) as e:  # OSError: the PortAudio library itself is missing
+        raise RuntimeError(
+            f"PortAudio is not available ({e}). Install it (Debian/Ubuntu: sudo apt install libportaudio2; "
+            "macOS: brew install portaudio) and 'pip install sounddevice'."
+        ) from None
+    return sd
+
+
+def audio_status() -> AudioStatus:
+    """Whether recording and playback can work here, and which input devices exist."""
+    try:
+        sd = _sounddevice()
+    except RuntimeError as e:
+        return AudioStatus(False, str(e), [])
+    try:
+        devices = sd.query_devices()
+    except Exception as e:
+        return AudioStatus(False, f"PortAudio found no audio devices ({e}). Connect a microphone, or "
+                                  "load an audio file instead.", [])
+    inputs = [(i, d["name"], float(d["default_samplerate"])) for i, d in enumerate(devices)
+              if d.get("max_input_channels", 0) > 0]
+    output_ok = any(d.get("max_output_channels", 0) > 0 for d in devices)
+    if not inputs:
+        return AudioStatus(False, "No microphone (audio input device) found. Connect one, or load an audio "
+                                  "file instead.", [], output_ok)
+    return AudioStatus(True, f"{len(inputs)} input device(s)", inputs, output_ok)
+
+
+def resample(audio: np.ndarray, rate: float, target: int = SAMPLE_RATE) -> np.ndarray:
+    """Band-limited resampling of mono float32 audio (polyphase when scipy is there, else linear)."""
+    audio = np.asarray(audio, np.float32)
+    if audio.size == 0 or int(round(rate)) == target:
+        return audio
+    try:
+        from math import gcd
+
+        from scipy.signal import resample_poly
+
+        r = int(round(rate))
+        g = gcd(r, target)
+        return resample_poly(audio, target // g, r // g).astype(np.float32)
+    except ImportError:
+        n = int(round(audio.size * target / rate))
+        x = np.linspace(0, audio.size - 1, n)
+        return np.interp(x, np.arange(audio.size), audio).astype(np.float32)
+
+
+def default_stream_factory(device: int | None, samplerate: float, callback: Callable):
+    sd = _sounddevice()
+    return sd.InputStream(device=device, samplerate=samplerate, channels=1, dtype="float32", callback=callback)
+
+
+class Recorder:
+    """Record mono float32 blocks from ``stream_factory(device, samplerate, callback)``.
+
+    The callback signature is sounddevice's: ``callback(indata (n, channels), frames, time, status)``.
+    """
+
+    def __init__(self, device: int | None, samplerate: float, stream_factory: Callable | None = None) -> None:
+        self.device = device
+        self.samplerate = float(samplerate)
+        self._factory = stream_factory or default_stream_factory
+        self._lock = threading.Lock()
+        self._blocks: list[np.ndarray] = []
+        self._count = 0
+        self.level = 0.0  # peak of the last block, 0..1
+        self.stream = None
+
+    def _callback(self, indata, frames, time_info, status) -> None:
+        block = np.asarray(indata, np.float32)
+        mono = block.mean(axis=1) if block.ndim == 2 else block
+        with self._lock:
+            self._blocks.append(mono.copy())
+            self._count += len(mono)
+        self.level = float(np.abs(mono).max()) if mono.size else 0.0
+
+    def start(self) -> None:
+        self.stream = self._factory(self.device, self.samplerate, self._callback)
+        self.stream.start()
+
+    @property
+    def seconds(self) -> float:
+        return self._count / self.samplerate
+
+    def snapshot(self) -> np.ndarray:
+        """Everything recorded so far at the device rate (cheap enough to call at 30 Hz)."""
+        with self._lock:
+            if len(self._blocks) > 1:
+                self._blocks = [np.concatenate(self._blocks)]
+            return self._blocks[0] if self._blocks else np.zeros(0, np.float32)
+
+    def stop(self) -> np.ndarray:
+        """Stop and return the take resampled to 16 kHz."""
+        if self.stream is not None:
+            try:
+                self.stream.stop()
+            finally:
+                self.stream.close()
+                self.stream = None
+        return resample(self.snapshot(), self.samplerate)
+
+
+class Player:
+    """Play 16 kHz audio through the default output; ``error`` says why it cannot."""
+
+    def __init__(self) -> None:
+        self.error = ""
+
+    def play(self, audio: np.ndarray, start_seconds: float = 0.0) -> bool:
+        try:
+            sd = _sounddevice()
+            a = audio[int(start_seconds * SAMPLE_RATE):]
+            sd.play(a, SAMPLE_RATE)
+        except Exception as e:
+            self.error = f"Cannot play audio here: {e}. Export the video and play it in a media player."
+            return False
+        self.error = ""
+        return True
+
+    def stop(self) -> None:
+        try:
+            sd = _sounddevice()
+            sd.stop()
+        except Exception:
+            pass

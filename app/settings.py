@@ -1,0 +1,108 @@
+"""Persistent settings (QSettings) with typed defaults, and the named generation presets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, QStandardPaths
+
+ORG = "OmniHuman"
+APP = "OmniHuman Studio"
+
+# Generation controls the app remembers; the keys are the widget names in app.controls.
+DEFAULTS: dict[str, object] = {
+    "engine": "OmniHuman model",
+    "model": "",  # ModelChoice.key; empty: the first in the list
+    "device": "cpu",
+    "dtype": "float32",
+    "text": "",
+    "cfg_audio": 4.5,
+    "cfg_text": 3.0,
+    "anneal": "cosine",
+    "anneal_strength": 0.6,
+    "steps": 20,
+    "seed": 42,
+    "random_seed": False,
+    "area": 128 * 128,
+    "segment_frames": 25,
+    "max_seconds": 4.0,
+    "export_quality": "high",
+    "export_png": False,
+    "mirror": True,
+    "take_seconds": 5.0,
+    "countdown": 3,
+}
+
+PRESETS: dict[str, dict[str, object]] = {
+    "fast preview": {"steps": 8, "area": 96 * 96, "segment_frames": 13, "max_seconds": 2.0,
+                     "anneal": "cosine", "anneal_strength": 0.6},
+    "quality": {"steps": 30, "area": 128 * 128, "segment_frames": 25, "max_seconds": 0.0,
+                "anneal": "cosine", "anneal_strength": 0.6},
+}
+
+AREAS: dict[str, int] = {
+    "64 px (test)": 64 * 64,
+    "96 px (fast)": 96 * 96,
+    "128 px (toon-s)": 128 * 128,
+    "256 px (GPU)": 256 * 256,
+    "480p (GPU, base)": 832 * 480,
+    "720p (GPU, large)": 1280 * 720,
+}
+SEGMENT_FRAMES = (9, 13, 17, 25, 33, 49)
+
+
+def default_data_dir() -> Path:
+    loc = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppLocalDataLocation)
+    return Path(loc or os.path.expanduser("~/.omnihuman-studio"))
+
+
+class AppSettings:
+    """Typed access to QSettings; ``path`` gives an INI file (tests), otherwise the user scope."""
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        if path is not None:
+            self.q = QSettings(str(path), QSettings.Format.IniFormat)
+        else:
+            self.q = QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORG, APP)
+
+    def get(self, key: str, default=None):
+        if default is None:
+            default = DEFAULTS.get(key)
+        v = self.q.value(key)
+        if v is None:
+            return default
+        try:
+            if isinstance(default, bool):
+                return v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
+            if isinstance(default, int):
+                return int(float(v))
+            if isinstance(default, float):
+                return float(v)
+            if isinstance(default, list):
+                return [str(x) for x in v] if isinstance(v, list) else ([str(v)] if v else [])
+        except (TypeError, ValueError):
+            return default
+        return v
+
+    def set(self, key: str, value) -> None:
+        self.q.setValue(key, value)
+
+    def sync(self) -> None:
+        self.q.sync()
+
+    # -- folders -------------------------------------------------------------------------------------
+
+    @property
+    def sessions_dir(self) -> Path:
+        d = self.get("sessions_dir", "")
+        return Path(d) if d else default_data_dir() / "sessions"
+
+    @property
+    def export_dir(self) -> Path:
+        d = self.get("export_dir", "")
+        return Path(d) if d else Path.home() / "Videos" / "OmniHuman"
+
+    @property
+    def model_dirs(self) -> list[str]:
+        return self.get("model_dirs", [])
