@@ -130,11 +130,45 @@ def list_cameras() -> list[tuple[int, str]]:
     return cams
 
 
+class SourceAdapter:
+    """``models.sources`` frame sources (issue 3) behind the small interface the capture thread uses."""
+
+    def __init__(self, source) -> None:
+        self.source = source.start()
+        self.ended = False
+
+    @property
+    def fps(self) -> float:
+        return self.source.measured_fps
+
+    def read(self, timeout: float = 0.5) -> np.ndarray | None:
+        from models.sources import SourceTimeout
+
+        frame = self.source.latest()  # the newest frame, older ones dropped
+        if frame is None:
+            try:
+                frame = self.source.read(timeout=timeout)
+            except SourceTimeout:
+                return None
+            if frame is None:
+                self.ended = True
+                return None
+        return frame.image
+
+    def close(self) -> None:
+        self.source.stop()
+
+
 def open_source(target: int | str, realtime: bool = True):
-    """A frame source for a camera index or a video file path."""
+    """A frame source for a camera index or a video file path (``models.sources`` when present)."""
     if isinstance(target, str) and not os.path.isfile(target):
         raise RuntimeError(f"{target}: video file not found")
-    return LatestFrameReader(target, realtime=realtime)
+    try:
+        from models.sources import CameraSource, VideoFileSource
+    except ImportError:
+        return LatestFrameReader(target, realtime=realtime)
+    src = CameraSource(int(target)) if isinstance(target, int) else VideoFileSource(target, realtime=realtime)
+    return SourceAdapter(src)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from app.jobs import DTYPES, ENGINES, ModelChoice, available_devices, model_choi
 from app.settings import AREAS, PRESETS, SEGMENT_FRAMES
 from app.widgets import SliderBox
 from models.flow import ANNEAL_SCHEDULES
+from models.pipeline import GenerationSettings
 
 
 def _row(*widgets) -> QWidget:
@@ -223,8 +224,6 @@ class ControlsPanel(QGroupBox):
             settings.set(k, v)
 
     def generation_settings(self, fps: float = 25.0):
-        from models.pipeline import GenerationSettings
-
         v = self.values()
         seed = random.randrange(2**31) if v["random_seed"] else v["seed"]
         return GenerationSettings(

@@ -452,7 +452,6 @@ class MainWindow(QMainWindow):
             self.settings.set("last_audio", self.audio.path)
         self.settings.set("export_quality", self.quality.currentText())
         self.settings.set("export_png", self.export_png.isChecked())
-        self.settings.sync()
 
     def shutdown(self) -> None:
         """Save, stop every thread (generation, capture, tasks) and wait for them."""
@@ -460,6 +459,7 @@ class MainWindow(QMainWindow):
             return
         self._closed = True
         self.save_settings()
+        self.settings.sync()
         self.preview.stop()
         self.audio.shutdown()
         self.pose.shutdown()
