@@ -131,7 +131,8 @@ class MainWindow(QMainWindow):
         ll = QVBoxLayout(left)
         ll.addWidget(self.reference, 3)
         ll.addWidget(self.audio, 0)
-        ll.addWidget(self.pose, 2)
+        ll.addWidget(self.pose, 0)
+        self.pose.modeChanged.connect(lambda m: ll.setStretchFactor(self.pose, 0 if m == PosePanel.NONE else 2))
         left_scroll = QScrollArea()
         left_scroll.setWidgetResizable(True)
         left_scroll.setWidget(left)
@@ -168,13 +169,16 @@ class MainWindow(QMainWindow):
         right_scroll = QScrollArea()
         right_scroll.setWidgetResizable(True)
         right_scroll.setWidget(right)
-        right_scroll.setMinimumWidth(400)
+        right_scroll.setMinimumWidth(520)
+        right_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left_scroll)
         split.addWidget(mid)
         split.addWidget(right_scroll)
         split.setStretchFactor(1, 1)
+        split.setSizes([400, 600, 540])
         self.setCentralWidget(split)
         self._build_menu()
         self.resize(1500, 920)
@@ -303,6 +307,7 @@ class MainWindow(QMainWindow):
     def _on_segment(self, seg: int, frames: np.ndarray, start: int, _audio) -> None:
         self.preview.add_segment(frames, start)
         self.segment_bar.setValue(seg + 1)
+        self.segment_bar.setFormat(f"{seg + 1}/{self.segment_bar.maximum()} segments done")
         rec = self.current
         if rec is not None:
             rec.segments = seg + 1

@@ -149,6 +149,10 @@ class AudioPanel(QGroupBox):
         self.wave = WaveformView()
         self.msg = QLabel("")
         self.msg.setWordWrap(True)
+        self.rec_note = QLabel("")
+        self.rec_note.setWordWrap(True)
+        self.rec_note.setStyleSheet("color: #d08000")
+        self.rec_note.setVisible(False)
         lay = QVBoxLayout(self)
         row = QHBoxLayout()
         for b in (self.load_btn, self.rec_btn, self.play_btn, self.clear_btn):
@@ -158,11 +162,13 @@ class AudioPanel(QGroupBox):
         lay.addWidget(self.meter)
         lay.addWidget(self.wave)
         lay.addWidget(self.msg)
+        lay.addWidget(self.rec_note)
         if stream_factory is None and not self.status.ok:
             self.rec_btn.setEnabled(False)
-            self.device_box.setEnabled(False)
+            self.device_box.setVisible(False)
             self.rec_btn.setToolTip(self.status.message)
-            self.msg.setText("Recording is off: " + self.status.message)
+            self.rec_note.setText("Recording is off: " + self.status.message)
+            self.rec_note.setVisible(True)
         self.timer = QTimer(self)
         self.timer.setInterval(33)
         self.timer.timeout.connect(self._poll)
@@ -280,6 +286,7 @@ class PosePanel(QGroupBox):
     """No pose, a webcam, or a video file drives the body; live skeleton, countdown take, review, retarget."""
 
     poseChanged = Signal()
+    modeChanged = Signal(int)
     skeletonShown = Signal(object)  # keypoints (K, 3) of the frame just painted
 
     NONE, CAMERA, VIDEO = 0, 1, 2
@@ -335,7 +342,8 @@ class PosePanel(QGroupBox):
             cam_row.addWidget(wdg)
         lay.addLayout(cam_row)
         take_row = QHBoxLayout()
-        take_row.addWidget(QLabel("Take length"))
+        self.take_label = QLabel("Take length")
+        take_row.addWidget(self.take_label)
         take_row.addWidget(self.take_secs)
         take_row.addWidget(self.take_btn)
         take_row.addWidget(self.video_btn)
@@ -376,7 +384,7 @@ class PosePanel(QGroupBox):
             return
         cam = mode == self.CAMERA
         for wdg in (self.camera_box, self.refresh_btn, self.mirror, self.live_btn, self.take_btn, self.take_secs,
-                    self.live):
+                    self.take_label, self.live):
             wdg.setVisible(cam)
         self.video_btn.setVisible(mode == self.VIDEO)
         for wdg in (self.review, self.retarget_view, self.review_slider, self.clear_btn):
@@ -387,6 +395,7 @@ class PosePanel(QGroupBox):
             self.stop_live()
         if mode == self.NONE:
             self.msg.setText("No pose: the body moves on its own (audio-driven).")
+        self.modeChanged.emit(mode)
         self.poseChanged.emit()
 
     def refresh_cameras(self) -> None:

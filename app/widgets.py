@@ -60,7 +60,7 @@ class ImageView(QWidget):
         s = min(self.width() / pw, self.height() / ph)
         w, h = pw * s, ph * s
         target = QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h)
-        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, s < 2)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         p.drawPixmap(target, self._pix, QRectF(self._pix.rect()))
 
     def dragEnterEvent(self, ev) -> None:

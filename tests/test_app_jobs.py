@@ -41,7 +41,7 @@ def test_run_job_writes_segments_as_they_arrive(inputs, tmp_path):
     out = run_job(engine, _job(inputs, tmp_path), state)
     assert not out.cancelled and out.segments_done == out.num_segments == len(seen) == 4
     assert [s[1] for s in seen] == [0, 9, 18, 27]
-    assert load_run_frames(out.run_dir).shape == (30, 64, 64, 3)
+    assert load_run_frames(out.run_dir).shape == (30, out.height, out.width, 3)
     assert out.video_path.is_file() and json.loads((out.run_dir / "run.json").read_text())["seed"] == 3
     # the model stays loaded for the next run with the same model/device/dtype
     model = engine.model

@@ -134,7 +134,7 @@ def test_no_microphone_disables_recording(qtbot, settings):
     w = make_window(qtbot, settings, stream_factory=None,
                     audio_status=AudioStatus(False, "No microphone (audio input device) found.", []))
     try:
-        assert not w.audio.rec_btn.isEnabled() and "No microphone" in w.audio.msg.text()
+        assert not w.audio.rec_btn.isEnabled() and "No microphone" in w.audio.rec_note.text()
         assert w.audio.load_btn.isEnabled()
     finally:
         close_window(w)
