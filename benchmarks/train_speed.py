@@ -52,9 +52,9 @@ def step_flops(trainer: Trainer, stage, batch: dict) -> float:
     orig = trainer._dit_forward
     box = {}
 
-    def counted(xt, t, prepared):
+    def counted(xt, t, cond, frames):
         with FlopCounterMode(display=False) as fc:
-            out = tr(xt, t, prepared)
+            out = tr(xt, t, tr.prepare(cond, frames))
         box["f"] = fc.get_total_flops()
         return out
 

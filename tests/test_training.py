@@ -143,3 +143,21 @@ def test_train_cli_and_export(dataset, tmp_path):
     assert m.config.name == "tiny"
     assert "tiny" in (tmp_path / "m" / "MODEL_CARD.md").read_text()
     assert main(["train", "--recipe", RECIPE, "--data", str(tmp_path), "--out", str(tmp_path / "r2")]) == 2
+
+
+def test_torchrun_two_processes(dataset, tmp_path):
+    """The same script under torchrun: DDP over two CPU processes (gloo), ranks stay in sync."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "main.py", "train",
+         "--recipe", RECIPE, "--data", str(dataset), "--out", str(tmp_path / "ddp"), "--max-steps", "7"],
+        cwd=root, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 ranks hold identical weights after step 7" in proc.stderr
+    state = json.loads((tmp_path / "ddp" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 7

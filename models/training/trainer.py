@@ -81,8 +81,15 @@ class EMA:
         module.load_state_dict({**state, **{k: v.to(state[k].dtype) for k, v in self.shadow.items()}})
 
 
-def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
-    return getattr(m, "module", m)
+class TransformerStep(torch.nn.Module):
+    """Conditions and the transformer in one forward, so DDP sees every trained parameter used."""
+
+    def __init__(self, transformer: torch.nn.Module) -> None:
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(self, xt: torch.Tensor, t: torch.Tensor, cond: Conditions, frames: int) -> torch.Tensor:
+        return self.transformer(xt, t, self.transformer.prepare(cond, frames))
 
 
 class Trainer:
@@ -218,8 +225,7 @@ class Trainer:
         noise = torch.randn(x0.shape, generator=self.gen).to(dev)
         xt = interpolate(x0, noise, t)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp):
-            prepared = tr.prepare(cond, n_lat)
-            pred = self._dit_forward(xt, t, prepared)
+            pred = self._dit_forward(xt, t, cond, n_lat)
         per_sample = flow_loss(pred, x0, noise)
         loss = per_sample.mean()
         loss.backward()
@@ -228,8 +234,8 @@ class Trainer:
             self.history[name].append(v)
         return out
 
-    def _dit_forward(self, xt, t, prepared):
-        return self._dit_module(xt, t, prepared)
+    def _dit_forward(self, xt, t, cond, frames):
+        return self._dit_module(xt, t, cond, frames)
 
     # -- loop -----------------------------------------------------------------------------------
 
@@ -290,16 +296,33 @@ class Trainer:
                 if stage.kind == "vae" and self.step == stage_end:
                     self.calibrate_latents(stage_idx, stage)
             del loader
+        self.check_ranks_in_sync()
         self.save_checkpoint()
         if log_file:
             log_file.close()
         return self.run_dir
 
+    @torch.no_grad()
+    def check_ranks_in_sync(self) -> None:
+        """Under DDP every rank must hold the same weights; a mismatch means broken gradient sync."""
+        if self.dist.world_size <= 1:
+            return
+        import torch.distributed as dist
+
+        fingerprint = torch.stack([p.double().sum() for p in self.model.state_dict().values()
+                                   if p.is_floating_point()]).to(self.device)
+        gathered = [torch.empty_like(fingerprint) for _ in range(self.dist.world_size)]
+        dist.all_gather(gathered, fingerprint)
+        worst = max(float((g - gathered[0]).abs().max()) for g in gathered)
+        if worst > 1e-6:
+            raise RuntimeError(f"ranks disagree on the weights after step {self.step} (max difference {worst:g})")
+        if self.dist.main:
+            self.log(f"{self.dist.world_size} ranks hold identical weights after step {self.step}")
+
     def _wrap(self, stage: Stage) -> None:
         """DDP (or FSDP for the large presets) around the module this stage trains."""
         self._vae_module = self.model.vae
-        self._dit_module = self.model.transformer
-        self._ddp = None
+        self._dit_module = TransformerStep(self.model.transformer)
         if self.dist.world_size <= 1:
             return
         if stage.kind == "dit" and self.config.name == "large":
@@ -307,13 +330,14 @@ class Trainer:
 
             for blk in self.model.transformer.blocks:
                 fully_shard(blk)
-            fully_shard(self.model.transformer)
+            fully_shard(self._dit_module)
             return
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        target = self.model.vae if stage.kind == "vae" else self.model.transformer
+        target = self.model.vae if stage.kind == "vae" else self._dit_module
         ids = [self.dist.local_rank] if self.device.type == "cuda" else None
-        wrapped = DDP(target, device_ids=ids, find_unused_parameters=True)
+        # Absent conditions leave their encoders unused in some steps of the transformer stages.
+        wrapped = DDP(target, device_ids=ids, find_unused_parameters=stage.kind == "dit")
         if stage.kind == "vae":
             self._vae_module = wrapped
         else:
@@ -335,7 +359,13 @@ class Trainer:
         z = torch.cat(zs, dim=1)
         vae.latent_mean.copy_(z.mean(1))
         vae.latent_std.copy_(z.std(1).clamp_min(1e-3))
-        self.log(f"latent calibration: mean {z.mean():.3f}, std per channel {vae.latent_std.cpu().numpy().round(3)}")
+        if self.dist.world_size > 1:  # every rank uses rank 0's statistics
+            import torch.distributed as dist
+
+            dist.broadcast(vae.latent_mean, 0)
+            dist.broadcast(vae.latent_std, 0)
+        if self.dist.main:
+            self.log(f"latent calibration: mean {z.mean():.3f}, std {vae.latent_std.cpu().numpy().round(3)}")
 
     def _log_progress(self, stage: Stage, avg: dict, lr: float, t0: float, s0: int, total: int, fh) -> None:
         if not self.dist.main:
