@@ -142,7 +142,8 @@ class Player:
             a = audio[int(start_seconds * SAMPLE_RATE):]
             sd.play(a, SAMPLE_RATE)
         except Exception as e:
-            self.error = f"Cannot play audio here: {e}. Export the video and play it in a media player."
+            why = "no audio output device" if "querying device" in str(e) else str(e)
+            self.error = f"cannot play audio here ({why}). Export the video and play it in a media player."
             return False
         self.error = ""
         return True

@@ -121,7 +121,7 @@ class SystemCheckDialog(QDialog):
     def __init__(self, rows: list[CheckRow], parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("System check")
-        self.resize(900, 420)
+        self.resize(1000, 420)
         t = QTableWidget(len(rows), 4)
         t.setHorizontalHeaderLabels(["", "Check", "Found", "How to fix"])
         colors = {True: QColor(60, 170, 80), False: QColor(220, 60, 60), None: QColor(220, 160, 40)}
@@ -135,6 +135,8 @@ class SystemCheckDialog(QDialog):
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
                 t.setItem(i, j, item)
         t.resizeColumnsToContents()
+        t.setColumnWidth(2, min(t.columnWidth(2), 360))
+        t.setColumnWidth(3, 380)
         t.horizontalHeader().setStretchLastSection(True)
         t.setWordWrap(True)
         t.resizeRowsToContents()

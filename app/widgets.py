@@ -223,6 +223,10 @@ class PreviewPlayer(QWidget):
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.label = QLabel("no video yet")
         self.label.setMinimumWidth(150)
+        self.sound_note = QLabel("")
+        self.sound_note.setStyleSheet("color: #d08000")
+        self.sound_note.setWordWrap(True)
+        self.sound_note.setVisible(False)
         row = QHBoxLayout()
         row.addWidget(self.play_btn)
         row.addWidget(self.slider, 1)
@@ -233,6 +237,7 @@ class PreviewPlayer(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.view, 1)
         lay.addLayout(row)
+        lay.addWidget(self.sound_note)
         self.frames: list[np.ndarray] = []
         self.audio: np.ndarray | None = None
         self.fps = 25.0
@@ -279,8 +284,9 @@ class PreviewPlayer(QWidget):
                 self.slider.setValue(0)
             self.timer.start(max(1, int(1000 / self.fps)))
             if self.audio is not None and self.audio_player is not None:
-                if not self.audio_player.play(self.audio, self.slider.value() / self.fps):
-                    self.label.setToolTip(self.audio_player.error)
+                ok = self.audio_player.play(self.audio, self.slider.value() / self.fps)
+                self.sound_note.setText("" if ok else "Playing without sound: " + self.audio_player.error)
+                self.sound_note.setVisible(not ok)
         else:
             self.stop()
 

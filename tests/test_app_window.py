@@ -66,6 +66,16 @@ def _threads():
     return {t for t in threading.enumerate() if t.name in ("frame-reader",)}
 
 
+@pytest.fixture(autouse=True)
+def no_thread_left():
+    """Every Python thread a test starts (frame readers, sources) is gone when it ends."""
+    before = set(threading.enumerate())
+    yield
+    left = [t for t in threading.enumerate() if t not in before and t.is_alive()
+            and not isinstance(t, threading._DummyThread)]
+    assert not left, f"threads left running: {[t.name for t in left]}"
+
+
 def make_window(qtbot, settings, **kw):
     kw.setdefault("stream_factory", FakeMic)
     kw.setdefault("audio_status", AudioStatus(True, "fake", [(0, "Fake mic", 48000.0)], False))
@@ -308,3 +318,22 @@ def test_frames_are_uint8_rgb(example):
     img = to_qimage(example[0])
     assert (img.height(), img.width()) == example[0].shape[:2]
     assert np.asarray(example[0]).dtype == np.uint8
+
+
+def test_playback_without_sound_device_says_so(qtbot, window, example):
+    class NoSound:
+        error = ""
+
+        def play(self, audio, start):
+            self.error = "cannot play audio here (no audio output device)."
+            return False
+
+        def stop(self):
+            pass
+
+    window.preview.audio_player = NoSound()
+    window.preview.set_frames(np.zeros((5, 16, 16, 3), np.uint8), 25.0, example[1])
+    window.preview.play_btn.click()
+    assert "no audio output device" in window.preview.sound_note.text() and window.preview.timer.isActive()
+    qtbot.waitUntil(lambda: not window.preview.timer.isActive(), timeout=3000)  # plays to the end, silently
+    assert window.preview.slider.value() == 4
