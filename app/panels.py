@@ -95,19 +95,19 @@ class ReferencePanel(QGroupBox):
             img = read_image(path)
             try:
                 info = analyze_reference(img)
+                message = info.message
             except Exception as e:  # analysis is advice; the image is still usable
-                info = None
-                return img, info, f"Person detection unavailable ({e}); the whole image is used."
-            return img, info, info.message
+                info, message = None, f"Person detection unavailable ({e}); the whole image is used."
+            return img, info, message, draw_reference_overlay(img, info)  # drawn here, off the UI thread
 
         self.tasks.submit(work, lambda r: self._loaded(path, *r), self._failed)
 
     def set_image(self, image: np.ndarray, info=None, message: str = "", path: str = "") -> None:
         self._loaded(path, image, info, message)
 
-    def _loaded(self, path: str, img: np.ndarray, info, message: str) -> None:
+    def _loaded(self, path: str, img: np.ndarray, info, message: str, overlay: np.ndarray | None = None) -> None:
         self.path, self.image, self.info = path, img, info
-        self.view.set_image(draw_reference_overlay(img, info))
+        self.view.set_image(overlay if overlay is not None else draw_reference_overlay(img, info))
         h, w = img.shape[:2]
         self.info_label.setText(f"{w}x{h}. {message}")
         self.info_label.setStyleSheet("" if info is None or info.person_found else "color: #d08000")
