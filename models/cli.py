@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "models.commands.data",
     "models.commands.train",
     "models.commands.pose",
+    "models.commands.instant",
 )
 
 

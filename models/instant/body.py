@@ -1,0 +1,157 @@
+"""Body rig: moving-least-squares deformation of the reference toward a driving pose.
+
+Control points are the reference's confident skeleton keypoints and points along its bones; their
+targets are the same points of the driving pose (already retargeted onto the reference). Rigid MLS
+(Schaefer, McPhail and Warren, "Image deformation using moving least squares", 2006) gives, at each
+output point ``v``, the rotation and translation that best carry the nearby targets onto the
+reference points (weights ``1 / |p_i - v|^2``); evaluated at output pixels, it is directly the
+backward map a remap needs. Anchors with the identity mapping fill the image wherever it is far
+from the skeleton, so the background stays still and only the person moves.
+
+The map is computed on a coarse grid (every ``grid_step`` pixels) and upsampled; per frame the cost
+is one small MLS solve and one full-frame remap.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from models.conditions import keypoints as kpl
+
+# Bones whose points carry the deformation: arms, shoulders, torso, legs, head (nose to ears and
+# eyes), hands' palms.
+_NAMED_BONES = (
+    ("left_shoulder", "right_shoulder"), ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),
+    ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"), ("left_shoulder", "left_hip"),
+    ("right_shoulder", "right_hip"), ("left_hip", "right_hip"), ("left_hip", "left_knee"),
+    ("left_knee", "left_ankle"), ("right_hip", "right_knee"), ("right_knee", "right_ankle"),
+    ("nose", "left_ear"), ("nose", "right_ear"), ("left_eye", "right_eye"), ("mouth_left", "mouth_right"),
+    ("left_wrist", "left_index"), ("left_wrist", "left_pinky"), ("right_wrist", "right_index"),
+    ("right_wrist", "right_pinky"),
+)
+BONES = tuple((kpl.INDEX[a], kpl.INDEX[b]) for a, b in _NAMED_BONES)
+BODY_POINTS = tuple(sorted({i for bone in BONES for i in bone}))
+CONFIDENT = 0.3
+
+
+def _segment_distance(pts: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance from each point ``(G, 2)`` to each segment ``a[j]-b[j]`` -> ``(G, S)``."""
+    ab = b - a  # (S, 2)
+    t = ((pts[:, None] - a[None]) * ab[None]).sum(-1) / np.maximum((ab ** 2).sum(-1), 1e-9)[None]
+    t = np.clip(t, 0, 1)
+    closest = a[None] + t[..., None] * ab[None]
+    return np.linalg.norm(pts[:, None] - closest, axis=-1)
+
+
+def mls_rigid(v: np.ndarray, p: np.ndarray, q: np.ndarray, eps: float = 1.0, alpha: float = 2.0) -> np.ndarray:
+    """Rigid MLS map of points ``v (G, 2)`` for handles ``p (N, 2)`` -> ``q (N, 2)``: ``(G, 2)``.
+
+    Weights ``1 / |p_i - v|^(2 alpha)``; alpha 2 (sharper than the paper's 1) keeps a moved limb
+    from being dragged back by the many handles of the body that stay."""
+    d2 = (v ** 2).sum(1)[:, None] + (p ** 2).sum(1)[None] - 2.0 * (v @ p.T)  # (G, N)
+    w = 1.0 / np.maximum(d2, eps) ** alpha
+    sw = w.sum(1, keepdims=True)
+    p_star = (w @ p) / sw  # (G, 2)
+    q_star = (w @ q) / sw
+    # Weighted 2D Procrustes per point: the best rotation of p-hat onto q-hat.
+    # sum_i w_i p_hat_i . q_hat_i, expanded so no (G, N, 2) array is needed.
+    pq_dot = w @ (p * q).sum(1) - (w @ p * q_star).sum(1) - (w @ q * p_star).sum(1) \
+        + sw[:, 0] * (p_star * q_star).sum(1)
+    cross = lambda a, b: a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]  # noqa: E731
+    pq_cross = (w @ cross(p, q)) - cross(w @ p, q_star) - cross(p_star, w @ q) + sw[:, 0] * cross(p_star, q_star)
+    theta = np.arctan2(pq_cross, pq_dot)
+    c, s = np.cos(theta), np.sin(theta)
+    r = v - p_star
+    return np.stack([c * r[:, 0] - s * r[:, 1], s * r[:, 0] + c * r[:, 1]], 1) + q_star
+
+
+class BodyRig:
+    """The reference's skeleton; ``backward_map(target_kp)`` gives the remap for a driving pose."""
+
+    def __init__(self, image_shape: tuple[int, int], ref_kp: np.ndarray, grid_step: int = 8,
+                 samples_per_bone: int = 4) -> None:
+        h, w = image_shape[:2]
+        self.h, self.w = h, w
+        self.size = np.array([w, h], np.float64)
+        self.ref_kp = np.asarray(ref_kp, np.float32)
+        self.samples = samples_per_bone
+        ok = self.ref_kp[:, 2] >= CONFIDENT
+        inside = ((self.ref_kp[:, :2] >= -0.02) & (self.ref_kp[:, :2] <= 1.02)).all(1)
+        self.ok = ok & inside
+        self.bones = [(a, b) for a, b in BONES if self.ok[a] and self.ok[b]]
+        xy = self.ref_kp[:, :2] * self.size
+        sh = [kpl.INDEX["left_shoulder"], kpl.INDEX["right_shoulder"]]
+        if self.ok[sh].all():
+            self.scale = float(np.linalg.norm(xy[sh[0]] - xy[sh[1]]))
+        else:
+            pts = xy[self.ok]
+            self.scale = float(max(np.ptp(pts, 0).max(), 0.1 * min(w, h))) if len(pts) else 0.3 * min(w, h)
+        self.usable = len(self.bones) >= 2
+        if not self.usable:
+            self.message = "too little of the body is visible in the reference for pose driving; only the face moves"
+        else:
+            missing = [n for n in ("left_wrist", "right_wrist", "left_hip", "right_hip", "left_ankle", "right_ankle")
+                       if not self.ok[kpl.INDEX[n]]]
+            self.message = ""
+            if missing:
+                self.message = "body parts outside the reference stay as they are: " + ", ".join(missing)
+        # Coarse output grid, including the last row and column.
+        gx = np.unique(np.append(np.arange(0, w, grid_step), w - 1)).astype(np.float64)
+        gy = np.unique(np.append(np.arange(0, h, grid_step), h - 1)).astype(np.float64)
+        self.gx, self.gy = gx, gy
+        self.grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)  # (G, 2)
+        # Candidate background anchors: a sparser grid plus the image border.
+        step = max(self.scale * 0.35, 8.0)
+        ax = np.linspace(0, w - 1, max(2, int(w / step) + 1))
+        ay = np.linspace(0, h - 1, max(2, int(h / step) + 1))
+        self.anchor_candidates = np.stack(np.meshgrid(ax, ay), -1).reshape(-1, 2)
+        self.margin = 0.55 * self.scale
+        self.src_handles = self._handles(xy)
+        fx = np.interp(np.arange(w), gx, np.arange(len(gx))).astype(np.float32)
+        fy = np.interp(np.arange(h), gy, np.arange(len(gy))).astype(np.float32)
+        self._gmap = (np.ascontiguousarray(np.broadcast_to(fx[None], (h, w))),
+                      np.ascontiguousarray(np.broadcast_to(fy[:, None], (h, w))))
+        self._full = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), -1)
+
+    def _handles(self, xy: np.ndarray) -> np.ndarray:
+        """Handle points: the keypoints of the usable bones and points along them, ``(N, 2)``."""
+        ts = np.linspace(0, 1, self.samples + 2)[1:-1]
+        pts = [xy[i] for i in sorted({i for bone in self.bones for i in bone})]
+        for a, b in self.bones:
+            pts.extend(xy[a] + t * (xy[b] - xy[a]) for t in ts)
+        return np.array(pts, np.float64)
+
+    def backward_map(self, target_kp: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(mapx, mapy)`` float32 ``(H, W)`` for ``cv2.remap``, or None when nothing moves."""
+        if not self.usable:
+            return None
+        t = np.asarray(target_kp, np.float64).copy()
+        # Points the driver lacks stay where the reference has them.
+        lost = t[:, 2] < CONFIDENT
+        t[lost, :2] = self.ref_kp[lost, :2]
+        txy = t[:, :2] * self.size
+        dst = self._handles(txy)
+        src = self.src_handles
+        if np.abs(dst - src).max() < 0.05:
+            return None
+        # Anchors: far from the skeleton both where it was and where it goes.
+        a_idx = np.array(self.bones)
+        ref_xy = self.ref_kp[:, :2].astype(np.float64) * self.size
+        d_src = _segment_distance(self.anchor_candidates, ref_xy[a_idx[:, 0]], ref_xy[a_idx[:, 1]]).min(1)
+        d_dst = _segment_distance(self.anchor_candidates, txy[a_idx[:, 0]], txy[a_idx[:, 1]]).min(1)
+        anchors = self.anchor_candidates[(d_src > self.margin) & (d_dst > self.margin)]
+        p = np.concatenate([dst, anchors])  # output positions
+        q = np.concatenate([src, anchors])  # reference positions
+        f = mls_rigid(self.grid, p, q)  # (G, 2) reference position of each output grid point
+        disp = (f - self.grid).reshape(len(self.gy), len(self.gx), 2).astype(np.float32)
+        # Bilinear interpolation between grid nodes (exact at the nodes, unlike a plain resize).
+        disp = cv2.remap(disp, self._gmap[0], self._gmap[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        maps = self._full + disp
+        return np.ascontiguousarray(maps[..., 0]), np.ascontiguousarray(maps[..., 1])
+
+    def render(self, image: np.ndarray, target_kp: np.ndarray) -> np.ndarray:
+        m = self.backward_map(target_kp)
+        if m is None:
+            return image
+        return cv2.remap(image, m[0], m[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
