@@ -63,6 +63,10 @@ class ControlsPanel(QGroupBox):
         self.device.addItems(available_devices())
         self.dtype = QComboBox()
         self.dtype.addItems(DTYPES)
+        self.cpu_threads = QSpinBox()
+        self.cpu_threads.setRange(0, 256)
+        self.cpu_threads.setSpecialValueText("auto")
+        self.cpu_threads.setToolTip("CPU threads for generation; auto keeps one core free so the window stays smooth.")
         self.text = QPlainTextEdit()
         self.text.setPlaceholderText("Optional text prompt, e.g. 'a cartoon character talking, waving'")
         self.text.setFixedHeight(48)
@@ -100,7 +104,7 @@ class ControlsPanel(QGroupBox):
         form.addRow("Engine", self.engine)
         form.addRow("Model", _row(self.model, self.add_model_btn))
         form.addRow("", self.model_note)
-        form.addRow("Device", _row(self.device, QLabel("Precision"), self.dtype))
+        form.addRow("Device", _row(self.device, QLabel("Precision"), self.dtype, QLabel("Threads"), self.cpu_threads))
         form.addRow("Prompt", self.text)
         form.addRow("Audio CFG", self.cfg_audio)
         form.addRow("Text CFG", self.cfg_text)
@@ -178,6 +182,7 @@ class ControlsPanel(QGroupBox):
             "model": c.key if c else "",
             "device": self.device.currentText(),
             "dtype": self.dtype.currentText(),
+            "cpu_threads": self.cpu_threads.value(),
             "text": self.text.toPlainText(),
             "cfg_audio": round(self.cfg_audio.value(), 3),
             "cfg_text": round(self.cfg_text.value(), 3),
@@ -209,7 +214,7 @@ class ControlsPanel(QGroupBox):
                 self.text.setPlainText(str(v))
             elif k in ("cfg_audio", "cfg_text", "anneal_strength", "max_seconds"):
                 getattr(self, k).setValue(float(v))
-            elif k in ("steps", "seed"):
+            elif k in ("steps", "seed", "cpu_threads"):
                 getattr(self, k).setValue(int(v))
             elif k == "random_seed":
                 self.random_seed.setChecked(bool(v))

@@ -163,6 +163,7 @@ class GenerationJob:
     device: str = "cpu"
     dtype: str = "float32"
     engine: str = ModelEngine.name
+    cpu_threads: int = 0  # torch intra-op threads on the CPU; 0: all cores but one
     run_dir: Path | None = None  # where segments are written while generating
     ui_settings: dict = field(default_factory=dict)  # the app's settings, saved beside the run
 
@@ -250,6 +251,14 @@ def new_run_dir(root: Path) -> Path:
     raise UserError(f"{root}: cannot create a run folder")
 
 
+def cpu_threads(requested: int) -> int:
+    """Threads for CPU generation: ``requested``, or all cores but one (kept for the UI thread; on a
+    busy machine more threads than free cores makes each step several times slower, not faster)."""
+    import os
+
+    return requested if requested > 0 else max(1, (os.cpu_count() or 2) - 1)
+
+
 def run_job(engine, job: GenerationJob, state: JobState) -> JobOutcome:
     """Load (if needed) and run one generation; write each finished segment to ``job.run_dir``.
 
@@ -263,6 +272,10 @@ def run_job(engine, job: GenerationJob, state: JobState) -> JobOutcome:
         raise UserError("no output folder for this run")
     run_dir = Path(job.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if job.device == "cpu":
+        import torch
+
+        torch.set_num_threads(cpu_threads(job.cpu_threads))
     engine.prepare(job, state.on_status)
     if state.on_status:
         state.on_status("Generating...")

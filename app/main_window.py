@@ -256,7 +256,8 @@ class MainWindow(QMainWindow):
         values["image_file"] = self.reference.path
         return GenerationJob(image=self.reference.image, audio=audio, pose=pose, text=values["text"],
                              settings=gs, model=self.controls.model_choice(), device=values["device"],
-                             dtype=values["dtype"], engine=values["engine"], ui_settings=values)
+                             dtype=values["dtype"], engine=values["engine"], cpu_threads=values["cpu_threads"],
+                             ui_settings=values)
 
     def generate(self) -> bool:
         if self.busy:

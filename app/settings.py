@@ -16,6 +16,7 @@ DEFAULTS: dict[str, object] = {
     "model": "",  # ModelChoice.key; empty: the first in the list
     "device": "cpu",
     "dtype": "float32",
+    "cpu_threads": 0,  # 0: all cores but one, which stays free for the UI and the camera
     "text": "",
     "cfg_audio": 4.5,
     "cfg_text": 3.0,

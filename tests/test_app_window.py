@@ -202,10 +202,13 @@ def test_generate_streams_steps_segments_then_file(qtbot, window, example):
     assert out.video_path.is_file() and len(window.preview.frames) == 25
     assert window.preview.view.has_image() and window.controls.used_seed.text() == "seed used: 7"
     assert window.history_list.count() == 1 and window.history[0].thumbnail is not None
-    # The UI thread only paints: 99% of the 5 ms ticks arrive within 50 ms. The worst single gap is
-    # reported (benchmarks/ui_latency.py); on a shared, overloaded CPU the OS can starve the whole
-    # process for longer, so only a gross stall (synchronous loading or decoding) fails here.
-    print(f"UI gaps: worst {probe.worst_ms:.1f} ms, p99 {probe.percentile_ms(99):.1f} ms, {len(probe.gaps)} ticks")
+    # The UI thread only paints: it never spends 50 ms of its own CPU time between two 5 ms ticks, and
+    # 99% of the ticks arrive within 50 ms. The worst wall-clock gap is reported (see
+    # benchmarks/ui_latency.py); on a shared, overloaded CPU the OS can make the whole process wait
+    # longer, so only a gross stall (synchronous loading or decoding) fails on it here.
+    print(f"UI gaps: worst {probe.worst_ms:.1f} ms (own CPU {probe.cpu_in_worst_gap_ms():.1f} ms), "
+          f"p99 {probe.percentile_ms(99):.1f} ms, most own CPU in a gap {probe.worst_busy_ms:.1f} ms")
+    assert probe.worst_busy_ms < 50, f"the UI thread worked {probe.worst_busy_ms:.0f} ms without a break"
     assert probe.percentile_ms(99) < 50 and probe.worst_ms < 1500, f"UI thread blocked {probe.worst_ms:.0f} ms"
 
     # export with audio, PNG frames and settings JSON
