@@ -225,6 +225,10 @@ class MainWindow(QMainWindow):
         g.setShortcut(QKeySequence("Ctrl+Return"))
         g.triggered.connect(self.generate)
         self.addAction(g)
+        c = QAction("Cancel", self)
+        c.setShortcut(QKeySequence("Escape"))
+        c.triggered.connect(self.cancel)
+        self.addAction(c)
 
     # -- inputs remembered between runs ------------------------------------------------------------------
 

@@ -177,6 +177,7 @@ class AudioPanel(QGroupBox):
         self.play_btn.clicked.connect(self._play)
         self.clear_btn.clicked.connect(self.clear)
         self.wave.trimChanged.connect(lambda *_: self.audioChanged.emit())
+        self.wave.fileDropped.connect(self.load)
 
     # -- file ----------------------------------------------------------------------------------------
 

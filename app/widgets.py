@@ -78,9 +78,11 @@ class WaveformView(QWidget):
     """Min/max envelope of mono audio; drag the two handles to trim start and end."""
 
     trimChanged = Signal(float, float)  # start, end in seconds
+    fileDropped = Signal(str)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
+        self.setAcceptDrops(True)
         self.setMinimumHeight(70)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self._env: np.ndarray | None = None
@@ -128,7 +130,7 @@ class WaveformView(QWidget):
         h = self.height()
         if self._env is None:
             p.setPen(QColor(150, 150, 150))
-            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "no audio: load a file or record")
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "no audio: drop or load a file, or record")
             return
         env = self._env
         w = self.width()
@@ -175,6 +177,16 @@ class WaveformView(QWidget):
     def mouseReleaseEvent(self, _ev) -> None:
         self._drag = None
 
+    def dragEnterEvent(self, ev) -> None:
+        if ev.mimeData().hasUrls():
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev) -> None:
+        urls = ev.mimeData().urls()
+        if urls and urls[0].isLocalFile():
+            self.fileDropped.emit(urls[0].toLocalFile())
+            ev.acceptProposedAction()
+
 
 class SliderBox(QWidget):
     """A slider and a numeric box that edit one float together."""
@@ -220,6 +232,10 @@ class PreviewPlayer(QWidget):
         self.view.setMinimumSize(320, 320)
         self.play_btn = QPushButton("Play")
         self.play_btn.setCheckable(True)
+        from PySide6.QtWidgets import QCheckBox
+
+        self.autoplay = QCheckBox("Play segments as they arrive")
+        self.autoplay.setChecked(True)
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.label = QLabel("no video yet")
         self.label.setMinimumWidth(150)
@@ -231,6 +247,7 @@ class PreviewPlayer(QWidget):
         row.addWidget(self.play_btn)
         row.addWidget(self.slider, 1)
         row.addWidget(self.label)
+        row.addWidget(self.autoplay)
         from PySide6.QtWidgets import QVBoxLayout
 
         lay = QVBoxLayout(self)
@@ -256,8 +273,9 @@ class PreviewPlayer(QWidget):
         self.view.set_image(None)
         self.label.setText("no video yet")
 
-    def add_segment(self, frames: np.ndarray, start: int) -> None:
-        """Append a decoded segment and show its first frame (unless the user is playing)."""
+    def add_segment(self, frames: np.ndarray, start: int, live: bool = True) -> None:
+        """Append a decoded segment and show it at once: played with its audio when ``autoplay`` is
+        on, else its first frame; a segment that arrives while playing just extends the video."""
         self.segment_starts.append(start)
         self.frames.extend(frames)
         self.slider.blockSignals(True)
@@ -266,10 +284,12 @@ class PreviewPlayer(QWidget):
         if not self.timer.isActive():
             self.slider.setValue(start)
             self.show_frame(start)
+            if live and self.autoplay.isChecked():
+                self.play_btn.setChecked(True)
 
     def set_frames(self, frames: np.ndarray, fps: float, audio: np.ndarray | None) -> None:
         self.clear(fps, audio)
-        self.add_segment(frames, 0)
+        self.add_segment(frames, 0, live=False)
 
     def show_frame(self, i: int) -> None:
         if not self.frames:
@@ -282,6 +302,7 @@ class PreviewPlayer(QWidget):
         if on and self.frames:
             if self.slider.value() >= len(self.frames) - 1:
                 self.slider.setValue(0)
+            self.play_btn.setText("Pause")
             self.timer.start(max(1, int(1000 / self.fps)))
             if self.audio is not None and self.audio_player is not None:
                 ok = self.audio_player.play(self.audio, self.slider.value() / self.fps)
@@ -298,9 +319,11 @@ class PreviewPlayer(QWidget):
         self.slider.setValue(i)
 
     def stop(self) -> None:
+        was_playing = self.timer.isActive()
         self.timer.stop()
-        if self.audio_player is not None:
+        if was_playing and self.audio_player is not None:
             self.audio_player.stop()
         self.play_btn.blockSignals(True)
         self.play_btn.setChecked(False)
+        self.play_btn.setText("Play")
         self.play_btn.blockSignals(False)
