@@ -200,6 +200,7 @@ class CaptureThread(QThread):
         self._painted.set()
         self._take_lock = threading.Lock()
         self._take: dict | None = None
+        self._aspect = 1.0  # width / height of the frames
         self.fps = 0.0
 
     def stop(self) -> None:
@@ -286,9 +287,4 @@ class CaptureThread(QThread):
             return
         secs = max(1e-3, time.perf_counter() - take["t0"])
         fps = len(take["kp"]) / secs
-        if hasattr(self, "_aspect"):
-            aspect = self._aspect
-        else:
-            f = take["frames"][0]
-            aspect = f.shape[1] / f.shape[0]
-        self.takeFinished.emit(np.stack(take["kp"]), take["frames"], fps, aspect)
+        self.takeFinished.emit(np.stack(take["kp"]), take["frames"], fps, self._aspect)

@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -354,7 +354,3 @@ def export_run(run_dir: Path, out_path: Path, audio: np.ndarray | None, fps: flo
     res.files.append(res.settings_json)
     return res
 
-
-def settings_dict(obj) -> dict:
-    """A JSON-able dict of a dataclass (GenerationSettings) or a dict."""
-    return dict(obj) if isinstance(obj, dict) else asdict(obj)

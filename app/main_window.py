@@ -367,20 +367,21 @@ class MainWindow(QMainWindow):
         self.history_list.setCurrentRow(self.history_list.count() - 1)
 
     def show_run(self, row: int) -> None:
+        """Load a take of the history into the preview (read on the task pool)."""
         if not 0 <= row < len(self.history):
             return
         from app.jobs import load_run_frames
 
         rec = self.history[row]
-        try:
-            frames = load_run_frames(rec.run_dir)
-        except Exception as e:
-            self._warn("Cannot show this take", str(e))
-            return
-        self.preview.set_frames(frames, rec.fps, rec.audio)
-        self.current = rec
-        self.export_btn.setEnabled(True)
-        self.status_label.setText(f"Showing take {row + 1}: {rec.run_dir}")
+
+        def done(frames) -> None:
+            self.preview.set_frames(frames, rec.fps, rec.audio)
+            self.current = rec
+            self.export_btn.setEnabled(True)
+            self.status_label.setText(f"Showing take {row + 1}: {rec.run_dir}")
+
+        self.tasks.submit(lambda: load_run_frames(rec.run_dir), done,
+                          lambda e, _tb: self._warn("Cannot show this take", str(e)))
 
     def use_run_settings(self, row: int) -> None:
         if not 0 <= row < len(self.history):
@@ -426,7 +427,8 @@ class MainWindow(QMainWindow):
     def open_output_folder(self) -> None:
         d = self.current.run_dir if self.current is not None else self.settings.sessions_dir
         d.mkdir(parents=True, exist_ok=True)
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(d)))
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(d))):
+            self.status_label.setText(f"No file manager to open; the takes are in {d}")
 
     def _choose_sessions_dir(self) -> None:
         d = QFileDialog.getExistingDirectory(self, "Folder for generated takes", str(self.settings.sessions_dir))

@@ -227,6 +227,9 @@ def test_generate_streams_steps_segments_then_file(qtbot, window, example):
         window.generate()
     assert window.history_list.count() == 2 and window.history[1].settings["cfg_audio"] == 6.0
     assert window.history[1].seed == 7
+    window.preview.clear()
+    window.show_run(0)  # back to the first take, read from its session folder
+    qtbot.waitUntil(lambda: len(window.preview.frames) == 25 and window.current is window.history[0], timeout=10000)
 
 
 def test_cancel_mid_run_keeps_finished_segments(qtbot, window, example):
