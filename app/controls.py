@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.jobs import DTYPES, ENGINES, ModelChoice, available_devices, model_choices
+from app.jobs import ASPECTS, DTYPES, ENGINES, ModelChoice, available_devices, model_choices
 from app.settings import AREAS, PRESETS, SEGMENT_FRAMES
 from app.widgets import SliderBox
 from models.flow import ANNEAL_SCHEDULES
@@ -90,6 +90,9 @@ class ControlsPanel(QGroupBox):
         self.area = QComboBox()
         for name, a in AREAS.items():
             self.area.addItem(name, a)
+        self.aspect = QComboBox()
+        self.aspect.addItems(list(ASPECTS))
+        self.aspect.setToolTip("Aspect ratio of the video: the picture's own, or a centre crop of it.")
         self.segment_frames = QComboBox()
         for n in SEGMENT_FRAMES:
             self.segment_frames.addItem(f"{n} frames ({n / 25:.2f} s)", n)
@@ -111,7 +114,8 @@ class ControlsPanel(QGroupBox):
         form.addRow("Annealing", _row(self.anneal, QLabel("strength"), self.anneal_strength))
         form.addRow("Steps", _row(self.steps, QLabel("Seed"), self.seed, self.dice, 1))
         form.addRow("", _row(self.random_seed, self.used_seed, 1))
-        form.addRow("Size", _row(self.area, QLabel("Segment"), self.segment_frames))
+        form.addRow("Size", _row(self.area, QLabel("Aspect"), self.aspect))
+        form.addRow("Segment", _row(self.segment_frames, 1))
         form.addRow("Length", _row(self.max_seconds, QLabel("(cap for previews)"), 1))
         form.addRow("Presets", _row(self.preset_fast, self.preset_quality, 1))
         lay = QVBoxLayout(self)
@@ -128,7 +132,7 @@ class ControlsPanel(QGroupBox):
             w.valueChanged.connect(self.changed)
         for w in (self.steps, self.seed):
             w.valueChanged.connect(self.changed)
-        for w in (self.anneal, self.area, self.segment_frames, self.device, self.dtype, self.model):
+        for w in (self.anneal, self.area, self.aspect, self.segment_frames, self.device, self.dtype, self.model):
             w.currentIndexChanged.connect(self.changed)
 
     # -- models --------------------------------------------------------------------------------------
@@ -192,6 +196,7 @@ class ControlsPanel(QGroupBox):
             "seed": self.seed.value(),
             "random_seed": self.random_seed.isChecked(),
             "area": self.area.currentData(),
+            "aspect": self.aspect.currentText(),
             "segment_frames": self.segment_frames.currentData(),
             "max_seconds": self.max_seconds.value(),
         }
@@ -208,7 +213,7 @@ class ControlsPanel(QGroupBox):
                 combo(self.engine, v)
             elif k == "model":
                 self._select_model(str(v))
-            elif k in ("device", "dtype", "anneal"):
+            elif k in ("device", "dtype", "anneal", "aspect"):
                 combo(getattr(self, k), v)
             elif k == "text":
                 self.text.setPlainText(str(v))

@@ -149,6 +149,37 @@ ENGINES: dict[str, Callable[[], object]] = {ModelEngine.name: ModelEngine}
 
 
 # ------------------------------------------------------------------------------------------------
+# Aspect ratio
+
+ASPECTS: dict[str, float | None] = {"from picture": None, "1:1": 1.0, "3:4": 3 / 4, "9:16": 9 / 16,
+                                    "4:3": 4 / 3, "16:9": 16 / 9}
+
+
+def crop_to_aspect(image: np.ndarray, pose: np.ndarray | None, aspect: float | None):
+    """Centre-crop the reference to ``aspect`` (width / height) and move the pose into the crop.
+
+    Returns ``(image, pose)``; keypoints are ``(T, K, 3)`` normalised to the image, so they are
+    rescaled to the cropped frame (points that fall outside keep their coordinates, clipped later).
+    """
+    if aspect is None:
+        return image, pose
+    h, w = image.shape[:2]
+    if abs(w / h - aspect) < 1e-3:
+        return image, pose
+    if w / h > aspect:  # too wide: crop the sides
+        cw, ch = max(1, round(h * aspect)), h
+    else:
+        cw, ch = w, max(1, round(w / aspect))
+    x0, y0 = (w - cw) // 2, (h - ch) // 2
+    out = np.ascontiguousarray(image[y0:y0 + ch, x0:x0 + cw])
+    if pose is not None:
+        pose = pose.copy()
+        pose[..., 0] = (pose[..., 0] * w - x0) / cw
+        pose[..., 1] = (pose[..., 1] * h - y0) / ch
+    return out, pose
+
+
+# ------------------------------------------------------------------------------------------------
 # One run
 
 

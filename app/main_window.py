@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 
 from app.audio_io import Player
 from app.controls import ControlsPanel
-from app.jobs import EXPORT_QUALITY, GenerationJob, JobOutcome, export_run, new_run_dir
+from app.jobs import ASPECTS, EXPORT_QUALITY, GenerationJob, JobOutcome, crop_to_aspect, export_run, new_run_dir
 from app.panels import AudioPanel, PosePanel, ReferencePanel
 from app.settings import AppSettings
 from app.widgets import PreviewPlayer, to_qimage
@@ -258,7 +258,8 @@ class MainWindow(QMainWindow):
         values["trim"] = list(self.audio.trim())
         values["audio_file"] = self.audio.path
         values["image_file"] = self.reference.path
-        return GenerationJob(image=self.reference.image, audio=audio, pose=pose, text=values["text"],
+        image, pose = crop_to_aspect(self.reference.image, pose, ASPECTS.get(values["aspect"]))
+        return GenerationJob(image=image, audio=audio, pose=pose, text=values["text"],
                              settings=gs, model=self.controls.model_choice(), device=values["device"],
                              dtype=values["dtype"], engine=values["engine"], cpu_threads=values["cpu_threads"],
                              ui_settings=values)

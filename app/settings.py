@@ -26,6 +26,7 @@ DEFAULTS: dict[str, object] = {
     "seed": 42,
     "random_seed": False,
     "area": 128 * 128,
+    "aspect": "from picture",
     "segment_frames": 25,
     "max_seconds": 4.0,
     "export_quality": "high",

@@ -84,3 +84,15 @@ def test_recorder_resamples_device_rate_to_16k():
     audio = rec.stop()
     assert len(audio) == SAMPLE_RATE and abs(np.abs(audio).max() - 0.5) < 0.02
     assert len(resample(np.zeros(44100, np.float32), 44100)) == SAMPLE_RATE
+
+
+def test_crop_to_aspect_moves_the_pose_with_the_picture():
+    from app.jobs import crop_to_aspect
+
+    img = np.zeros((100, 200, 3), np.uint8)
+    pose = np.array([[[0.5, 0.5, 1.0], [0.25, 0.1, 1.0]]], np.float32)
+    out, p = crop_to_aspect(img, pose, 1.0)
+    assert out.shape == (100, 100, 3)
+    np.testing.assert_allclose(p[0, :, :2], [[0.5, 0.5], [0.0, 0.1]], atol=1e-6)
+    assert crop_to_aspect(img, pose, None)[0] is img
+    assert crop_to_aspect(img, None, 9 / 16)[0].shape == (100, 56, 3)

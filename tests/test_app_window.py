@@ -292,7 +292,7 @@ def test_missing_input_is_explained(qtbot, window, monkeypatch):
 def test_settings_persist_across_restart(qtbot, settings):
     w = make_window(qtbot, settings)
     w.controls.apply({"cfg_audio": 6.5, "steps": 7, "anneal": "linear", "model": "preset:tiny", "seed": 1234,
-                      "text": "a toon waving", "area": 96 * 96})
+                      "text": "a toon waving", "area": 96 * 96, "aspect": "9:16"})
     w.quality.setCurrentText("small file")
     close_window(w)
     again = AppSettings(settings.q.fileName())
@@ -301,7 +301,7 @@ def test_settings_persist_across_restart(qtbot, settings):
         v = w2.controls.values()
         assert (v["cfg_audio"], v["steps"], v["anneal"], v["model"], v["seed"], v["text"], v["area"]) == (
             6.5, 7, "linear", "preset:tiny", 1234, "a toon waving", 96 * 96)
-        assert w2.quality.currentText() == "small file"
+        assert w2.quality.currentText() == "small file" and v["aspect"] == "9:16"
     finally:
         close_window(w2)
 
