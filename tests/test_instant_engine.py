@@ -49,10 +49,10 @@ def test_rest_is_the_reference_and_the_jaw_opens(engine, astronaut):
     x0, y0, x1, y1 = engine.face.crop
     outside[y0:y1, x0:x1] = False
     assert diff[outside].max() == 0  # ... and nothing outside the face crop did
-    # Open: darker between the lips than the reference; closed: no darker than it.
-    lum = lambda im: im[ys, xs].astype(float).mean()  # noqa: E731
-    assert lum(opened) < lum(astronaut) - 3
-    assert lum(closed) > lum(opened)
+    # Open: a dark mouth cavity appears; closed: the lips meet over the reference's teeth.
+    dark = lambda im: int((im[ys, xs].astype(float).mean(-1) < 70).sum())  # noqa: E731
+    assert dark(opened) > dark(astronaut) + 0.3 * engine.face.W ** 2 * 0.25
+    assert dark(closed) < dark(opened)
 
 
 def test_blink_changes_only_the_eyes(engine, astronaut):
@@ -122,7 +122,6 @@ def test_pose_moves_the_body_of_a_full_body_photo():
     pose[:, lw, 0] += np.linspace(0, 0.08, 5)
     res = generate_instant(GenerationInputs(image=photo, pose=pose), GenerationSettings(seed=0), engine=eng)
     assert res.mode == "pose" and res.num_frames == 5
-    np.testing.assert_array_equal(res.frames[0], eng.image)  # frame 0 is the reference pose
     x, y = (ref[lw, :2] * [eng.width, eng.height]).astype(int)
     near = (slice(y - 8, y + 8), slice(x - 8, x + 8))
     assert np.abs(res.frames[-1][near].astype(int) - eng.image[near]).mean() > 3

@@ -32,6 +32,7 @@ _NAMED_BONES = (
 )
 BONES = tuple((kpl.INDEX[a], kpl.INDEX[b]) for a, b in _NAMED_BONES)
 BODY_POINTS = tuple(sorted({i for bone in BONES for i in bone}))
+TORSO = tuple(kpl.INDEX[n] for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip"))
 CONFIDENT = 0.3
 
 
@@ -44,13 +45,15 @@ def _segment_distance(pts: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarr
     return np.linalg.norm(pts[:, None] - closest, axis=-1)
 
 
-def mls_rigid(v: np.ndarray, p: np.ndarray, q: np.ndarray, eps: float = 1.0, alpha: float = 2.0) -> np.ndarray:
+def mls_rigid(v: np.ndarray, p: np.ndarray, q: np.ndarray, eps: float = 1.0, alpha: float = 2.0,
+              max_turn: float = np.deg2rad(75)) -> np.ndarray:
     """Rigid MLS map of points ``v (G, 2)`` for handles ``p (N, 2)`` -> ``q (N, 2)``: ``(G, 2)``.
 
     Weights ``1 / |p_i - v|^(2 alpha)``; alpha 2 (sharper than the paper's 1) keeps a moved limb
     from being dragged back by the many handles of the body that stay."""
     d2 = (v ** 2).sum(1)[:, None] + (p ** 2).sum(1)[None] - 2.0 * (v @ p.T)  # (G, N)
-    w = 1.0 / np.maximum(d2, eps) ** alpha
+    w = 1.0 / np.maximum(d2, eps)
+    w = w * w if alpha == 2.0 else w ** alpha
     sw = w.sum(1, keepdims=True)
     p_star = (w @ p) / sw  # (G, 2)
     q_star = (w @ q) / sw
@@ -60,7 +63,9 @@ def mls_rigid(v: np.ndarray, p: np.ndarray, q: np.ndarray, eps: float = 1.0, alp
         + sw[:, 0] * (p_star * q_star).sum(1)
     cross = lambda a, b: a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]  # noqa: E731
     pq_cross = (w @ cross(p, q)) - cross(w @ p, q_star) - cross(p_star, w @ q) + sw[:, 0] * cross(p_star, q_star)
-    theta = np.arctan2(pq_cross, pq_dot)
+    # Limited turn: past about 75-100 degrees the best rotation flips between neighbouring points and
+    # the image would swirl.
+    theta = np.clip(np.arctan2(pq_cross, pq_dot), -max_turn, max_turn)
     c, s = np.cos(theta), np.sin(theta)
     r = v - p_star
     return np.stack([c * r[:, 0] - s * r[:, 1], s * r[:, 0] + c * r[:, 1]], 1) + q_star
@@ -127,17 +132,35 @@ class BodyRig:
         if not self.usable:
             return None
         t = np.asarray(target_kp, np.float64).copy()
+        ls, rs = kpl.INDEX["left_shoulder"], kpl.INDEX["right_shoulder"]
+        if (t[[ls, rs], 2] >= CONFIDENT).all() and self.ok[[ls, rs]].all():
+            # A driver turned away (or mislabelled) has left and right crossed relative to the
+            # reference; warping that would fold the body over itself, so take it as mirrored.
+            if np.sign(t[ls, 0] - t[rs, 0]) != np.sign(self.ref_kp[ls, 0] - self.ref_kp[rs, 0]):
+                t = t[list(kpl.MIRROR_PERMUTATION)]
         # Points the driver lacks stay where the reference has them.
         lost = t[:, 2] < CONFIDENT
         t[lost, :2] = self.ref_kp[lost, :2]
         txy = t[:, :2] * self.size
+        ref_xy = self.ref_kp[:, :2].astype(np.float64) * self.size
+        # The person stays where the reference has them: the torso's centre is pinned (a warp of
+        # one photo cannot walk across the frame), limbs and head move about it.
+        torso = [i for i in TORSO if self.ok[i] and not lost[i]]
+        if torso:
+            txy = txy - (txy[torso].mean(0) - ref_xy[torso].mean(0))
+        # Bounded reach: a hand may go overhead (two shoulder widths), the torso a third (a photo
+        # warped further tears).
+        d = txy - ref_xy
+        n = np.linalg.norm(d, axis=1, keepdims=True)
+        reach = np.full((len(d), 1), 2.0 * self.scale)
+        reach[list(TORSO)] = 0.35 * self.scale
+        txy = ref_xy + d * np.minimum(1.0, reach / np.maximum(n, 1e-9))
         dst = self._handles(txy)
         src = self.src_handles
         if np.abs(dst - src).max() < 0.05:
             return None
         # Anchors: far from the skeleton both where it was and where it goes.
         a_idx = np.array(self.bones)
-        ref_xy = self.ref_kp[:, :2].astype(np.float64) * self.size
         d_src = _segment_distance(self.anchor_candidates, ref_xy[a_idx[:, 0]], ref_xy[a_idx[:, 1]]).min(1)
         d_dst = _segment_distance(self.anchor_candidates, txy[a_idx[:, 0]], txy[a_idx[:, 1]]).min(1)
         anchors = self.anchor_candidates[(d_src > self.margin) & (d_dst > self.margin)]

@@ -219,7 +219,10 @@ def generate_instant(inputs: GenerationInputs, settings: GenerationSettings | No
     if settings.max_frames:
         total = min(total, settings.max_frames)
     if use_pose:
-        pose = _fit_pose(pose, total)
+        from models.conditions.smoothing import smooth_offline
+
+        # A light temporal smoothing: detector jitter would make the warped body shimmer.
+        pose = smooth_offline(_fit_pose(pose, total), fps=fps, sigma_seconds=0.04)
         if not eng.body.usable:
             raise UserError(eng.body.message + "; the pose cannot drive this reference")
     track = eng.audio_track(inputs.audio if use_audio else None, total, fps, seed=seed,

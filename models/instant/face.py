@@ -38,7 +38,7 @@ EYES = {  # the person's right eye is on the image's left
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
              148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
 NUM_MESH = 468  # the 10 iris points are left out of the rig
-JAW_DROP = 0.4  # lower-lip drop at jaw_open = 1, in mouth widths
+JAW_DROP = 0.34  # lower-lip drop at jaw_open = 1, in mouth widths
 
 # Expression channels, in the order of ``FaceRig.shapes``.
 SHAPES = ("jaw", "jaw_closure", "closure", "width", "rounding", "blink_left", "blink_right")
@@ -409,7 +409,8 @@ class FaceRig:
         cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 0)
         lips = self.image[mask > 0].astype(np.float32)
         lip_col = lips.mean(0) if len(lips) else np.array([150, 80, 80], np.float32)
-        self.cavity_color = np.clip(lip_col * 0.22 + np.array([6, 2, 2]), 0, 255).astype(np.float32)
+        self.lip_color = lip_col.astype(np.float32)
+        self.cavity_color = np.clip(lip_col * 0.3 + np.array([4, 0, 0]), 0, 255).astype(np.float32)
         face_mask = np.zeros((h, w), np.uint8)
         cv2.fillPoly(face_mask, [np.round(self.P[list(FACE_OVAL)]).astype(np.int32)], 1)
         face = self.image[face_mask > 0].astype(np.float32)
@@ -548,10 +549,15 @@ class FaceRig:
         low_h = np.minimum(0.15 * gap, 0.06 * self.W) * _smoothstep(0.2 * self.W, 0.4 * self.W, gap)
         low_teeth = (1 - _smoothstep(0.5, 1.0, (bot - pv) / np.maximum(low_h, 1e-3))) * (low_h > 0.5)
         low_teeth *= (1 - _smoothstep(0.3, 0.6, side)) * 0.5
-        # Darkest in the middle of the opening (the throat), lighter toward the corners and lips.
-        mid = 1 - np.abs(np.clip(depth / gap, 0, 1) - 0.5) * 2
-        shade = (1.25 - 0.45 * mid * (1 - side))[..., None]
+        # Darkest in the middle of the opening (the throat), lighter toward the corners and lips;
+        # a tongue, tinted like the lips, rises from the bottom when the mouth is well open.
+        rel = np.clip(depth / gap, 0, 1)
+        mid = 1 - np.abs(rel - 0.45) * 2
+        shade = (1.35 - 0.6 * np.clip(mid, 0, 1) * (1 - side))[..., None]
         col = self.cavity_color[None, None] * shade
+        tongue = _smoothstep(0.55, 0.85, rel) * (1 - _smoothstep(0.5, 0.9, side))
+        tongue *= _smoothstep(0.15 * self.W, 0.3 * self.W, gap)
+        col = col * (1 - 0.6 * tongue[..., None]) + 0.6 * tongue[..., None] * self.lip_color * 0.62
         col = col * (1 - teeth[..., None]) + (self.teeth_color * (1 - 0.3 * side)[..., None]) * teeth[..., None]
         col = col * (1 - 0.6 * low_teeth[..., None]) + 0.6 * 0.8 * self.teeth_color * low_teeth[..., None]
         col = own * use_own + col * (1 - use_own)
