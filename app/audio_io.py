@@ -136,7 +136,11 @@ class Player:
     def __init__(self) -> None:
         self.error = ""
 
-    def play(self, audio: np.ndarray, start_seconds: float = 0.0) -> bool:
+    def play(self, audio: np.ndarray, start_seconds: float = 0.0, retry: bool = True) -> bool:
+        """Start playback; after a failure, only ``retry`` tries again (asking PortAudio costs the UI
+        thread tens of milliseconds, too much to repeat for every arriving segment)."""
+        if self.error and not retry:
+            return False
         try:
             sd = _sounddevice()
             a = audio[int(start_seconds * SAMPLE_RATE):]

@@ -285,7 +285,10 @@ class PreviewPlayer(QWidget):
             self.slider.setValue(start)
             self.show_frame(start)
             if live and self.autoplay.isChecked():
+                self.play_btn.blockSignals(True)
                 self.play_btn.setChecked(True)
+                self.play_btn.blockSignals(False)
+                self._start(True, retry_sound=False)
 
     def set_frames(self, frames: np.ndarray, fps: float, audio: np.ndarray | None) -> None:
         self.clear(fps, audio)
@@ -299,13 +302,16 @@ class PreviewPlayer(QWidget):
         self.label.setText(f"frame {i + 1}/{len(self.frames)}  {i / self.fps:.2f} s  seg {len(self.segment_starts)}")
 
     def _toggle(self, on: bool) -> None:
+        self._start(on, retry_sound=True)
+
+    def _start(self, on: bool, retry_sound: bool) -> None:
         if on and self.frames:
             if self.slider.value() >= len(self.frames) - 1:
                 self.slider.setValue(0)
             self.play_btn.setText("Pause")
             self.timer.start(max(1, int(1000 / self.fps)))
             if self.audio is not None and self.audio_player is not None:
-                ok = self.audio_player.play(self.audio, self.slider.value() / self.fps)
+                ok = self.audio_player.play(self.audio, self.slider.value() / self.fps, retry=retry_sound)
                 self.sound_note.setText("" if ok else "Playing without sound: " + self.audio_player.error)
                 self.sound_note.setVisible(not ok)
         else:

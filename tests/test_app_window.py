@@ -330,7 +330,7 @@ def test_playback_without_sound_device_says_so(qtbot, window, example):
     class NoSound:
         error = ""
 
-        def play(self, audio, start):
+        def play(self, audio, start, retry=True):
             self.error = "cannot play audio here (no audio output device)."
             return False
 
