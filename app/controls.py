@@ -22,11 +22,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.jobs import ASPECTS, DTYPES, ENGINES, ModelChoice, available_devices, model_choices
+from app.jobs import ASPECTS, DTYPES, ENGINES, ModelChoice, ModelEngine, available_devices, model_choices
 from app.settings import AREAS, PRESETS, SEGMENT_FRAMES
 from app.widgets import SliderBox
 from models.flow import ANNEAL_SCHEDULES
 from models.pipeline import GenerationSettings
+
+ENGINE_WITH_MODEL = ModelEngine.name
 
 
 def _row(*widgets) -> QWidget:
@@ -52,7 +54,8 @@ class ControlsPanel(QGroupBox):
         self.engine = QComboBox()
         for name in ENGINES:
             self.engine.addItem(name)
-        self.engine.setToolTip("The instant engine (real-time photo warping) will appear here.")
+        self.engine.setToolTip("OmniHuman model: the diffusion model. Instant: warps the picture itself in real "
+                               "time on a CPU (model, steps and guidance do not apply).")
         self.model = QComboBox()
         self.add_model_btn = QToolButton()
         self.add_model_btn.setText("Add folder...")
@@ -128,6 +131,8 @@ class ControlsPanel(QGroupBox):
         self.preset_quality.clicked.connect(lambda: self.apply(PRESETS["quality"]))
         self.add_model_btn.clicked.connect(self._add_model_dir)
         self.model.currentIndexChanged.connect(self._model_changed)
+        self.engine.currentIndexChanged.connect(self._engine_changed)
+        self._engine_changed()
         for w in (self.cfg_audio, self.cfg_text, self.anneal_strength):
             w.valueChanged.connect(self.changed)
         for w in (self.steps, self.seed):
@@ -155,7 +160,22 @@ class ControlsPanel(QGroupBox):
                 self.model.setCurrentIndex(i)
                 return
 
+    def uses_model(self) -> bool:
+        return self.engine.currentText() == ENGINE_WITH_MODEL
+
+    def _engine_changed(self, *_args) -> None:
+        on = self.uses_model()
+        for w in (self.model, self.add_model_btn, self.device, self.dtype, self.cpu_threads, self.text,
+                  self.cfg_audio, self.cfg_text, self.anneal, self.anneal_strength, self.steps,
+                  self.segment_frames):
+            w.setEnabled(on)
+        self._model_changed()
+
     def _model_changed(self, *_args) -> None:
+        if not self.uses_model():
+            self.model_note.setText("The instant engine warps the picture itself: model, prompt, steps and "
+                                    "guidance do not apply.")
+            return
         c: ModelChoice | None = self.model.currentData()
         trained = any(self.model.itemData(i).trained for i in range(self.model.count()))
         if not trained:

@@ -145,7 +145,53 @@ class ModelEngine:
         self._key = None
 
 
-ENGINES: dict[str, Callable[[], object]] = {ModelEngine.name: ModelEngine}
+class InstantEngineRunner:
+    """The instant engine (issue 7): warps the reference itself, in real time on a CPU. Same inputs,
+    callbacks and writer as the model engine; the diffusion settings do not apply."""
+
+    name = "Instant (photo warp)"
+
+    def __init__(self) -> None:
+        self._key = None
+        self.engine = None
+        self.model = None  # no network to load
+
+    def prepare(self, job: GenerationJob, status: Callable[[str], None] | None = None) -> bool:
+        from models.instant.engine import InstantEngine, output_size
+
+        key = (hash(job.image.tobytes()), job.image.shape, job.settings.area)
+        if key == self._key and self.engine is not None:
+            return False
+        if status:
+            status("Fitting the face and body of the picture...")
+        h0, w0 = job.image.shape[:2]
+        self.engine = InstantEngine(job.image, output_size(h0, w0, job.settings.area))
+        self._key = key
+        return True
+
+    def generate(self, job: GenerationJob, callbacks):
+        from models.instant.engine import generate_instant
+        from models.pipeline import GenerationInputs
+
+        inputs = GenerationInputs(image=job.image, audio=job.audio, pose=job.pose, text=job.text)
+        return generate_instant(inputs, job.settings, callbacks, keep_frames=False, engine=self.engine)
+
+    def release(self) -> None:
+        self.engine = None
+        self._key = None
+
+
+def _engines() -> dict[str, Callable[[], object]]:
+    out: dict[str, Callable[[], object]] = {ModelEngine.name: ModelEngine}
+    try:
+        import models.instant.engine  # noqa: F401  (present once issue 7 landed)
+    except ImportError:
+        return out
+    out[InstantEngineRunner.name] = InstantEngineRunner
+    return out
+
+
+ENGINES: dict[str, Callable[[], object]] = _engines()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -310,7 +356,7 @@ def run_job(engine, job: GenerationJob, state: JobState) -> JobOutcome:
     engine.prepare(job, state.on_status)
     if state.on_status:
         state.on_status("Generating...")
-    fps = job.settings.fps or engine.model.config.cond.fps
+    fps = job.settings.fps or (engine.model.config.cond.fps if engine.model is not None else 25.0)
     eta = Eta()
     meta = {"settings": job.ui_settings, "model": job.model.label, "device": job.device, "dtype": job.dtype,
             "engine": job.engine, "text": job.text, "segments": []}

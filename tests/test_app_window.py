@@ -343,3 +343,19 @@ def test_playback_without_sound_device_says_so(qtbot, window, example):
     assert "no audio output device" in window.preview.sound_note.text() and window.preview.timer.isActive()
     qtbot.waitUntil(lambda: not window.preview.timer.isActive(), timeout=3000)  # plays to the end, silently
     assert window.preview.slider.value() == 4
+
+
+def test_instant_engine_through_the_same_worker(qtbot, window, example):
+    from app.jobs import ENGINES, InstantEngineRunner
+
+    if InstantEngineRunner.name not in ENGINES:
+        pytest.skip("the instant engine (models/instant) is not installed")
+    ready(window, example, engine=InstantEngineRunner.name)
+    assert not window.controls.steps.isEnabled() and "do not apply" in window.controls.model_note.text()
+    segs = []
+    window.worker.segment.connect(lambda seg, frames, start, audio: segs.append(start))
+    with qtbot.waitSignal(window.worker.finished, timeout=60000) as done:
+        assert window.generate()
+    out = done.args[0]
+    assert not out.cancelled and out.segments_done == len(segs) >= 1 and out.video_path.is_file()
+    assert len(window.preview.frames) == 25 and window.history[0].settings["engine"] == InstantEngineRunner.name
