@@ -33,6 +33,37 @@ _NAMED_BONES = (
 BONES = tuple((kpl.INDEX[a], kpl.INDEX[b]) for a, b in _NAMED_BONES)
 BODY_POINTS = tuple(sorted({i for bone in BONES for i in bone}))
 TORSO = tuple(kpl.INDEX[n] for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip"))
+HEAD = tuple(range(0, 11))  # nose, eyes, ears, mouth corners
+# Limb chains, parent before child: each bone is re-posed from its parent's new position.
+LIMB_CHAINS = tuple((kpl.INDEX[a], kpl.INDEX[b]) for a, b in (
+    ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"), ("left_wrist", "left_index"),
+    ("left_wrist", "left_pinky"), ("left_wrist", "left_thumb"),
+    ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"), ("right_wrist", "right_index"),
+    ("right_wrist", "right_pinky"), ("right_wrist", "right_thumb"),
+    ("left_hip", "left_knee"), ("left_knee", "left_ankle"), ("right_hip", "right_knee"), ("right_knee", "right_ankle"),
+))
+# Largest turn of a bone from the reference's direction: arms gesture freely; legs in a photo stand
+# or sit on something, and a warp that swings them far tears the background between them.
+MAX_ARM_TURN, MAX_LEG_TURN = np.deg2rad(80), np.deg2rad(40)
+_LEGS = {kpl.INDEX[n] for n in ("left_knee", "left_ankle", "right_knee", "right_ankle")}
+
+
+def _rigid_fit(src: np.ndarray, dst: np.ndarray, max_turn: float, max_shift: float):
+    """The rotation (at most ``max_turn``) and shift (at most ``max_shift``) that best carry
+    ``src`` onto ``dst``, as a function of points."""
+    cs, cd = src.mean(0), dst.mean(0)
+    a, b = src - cs, dst - cd
+    ang = np.arctan2((a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]).sum(), (a * b).sum())
+    ang = float(np.clip(ang, -max_turn, max_turn))
+    shift = cd - cs
+    shift = shift * min(1.0, max_shift / max(float(np.linalg.norm(shift)), 1e-9))
+    c, s = np.cos(ang), np.sin(ang)
+
+    def move(p: np.ndarray) -> np.ndarray:
+        r = p - cs
+        return np.stack([c * r[:, 0] - s * r[:, 1], s * r[:, 0] + c * r[:, 1]], 1) + cs + shift
+
+    return move
 CONFIDENT = 0.3
 
 
@@ -112,7 +143,21 @@ class BodyRig:
         ay = np.linspace(0, h - 1, max(2, int(h / step) + 1))
         self.anchor_candidates = np.stack(np.meshgrid(ax, ay), -1).reshape(-1, 2)
         self.margin = 0.55 * self.scale
+        self._handle_points = sorted({i for bone in self.bones for i in bone})
+        head_set = set(HEAD)
+        self._handle_is_head = np.array([i in head_set for i in self._handle_points]
+                                        + [a in head_set and b in head_set for a, b in self.bones
+                                           for _ in range(self.samples)])
         self.src_handles = self._handles(xy)
+        # A ring around the head (hair, chin) that moves with it, so the skull is not torn from
+        # the face by the background anchors.
+        head = [i for i in HEAD if self.ok[i]]
+        self.head_ring = np.zeros((0, 2))
+        if len(head) >= 2:
+            c = xy[head].mean(0)
+            r = max(float(np.ptp(xy[head], 0).max()) * 1.1, 0.3 * self.scale)
+            ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+            self.head_ring = c + r * np.stack([np.cos(ang), np.sin(ang)], 1)
         fx = np.interp(np.arange(w), gx, np.arange(len(gx))).astype(np.float32)
         fy = np.interp(np.arange(h), gy, np.arange(len(gy))).astype(np.float32)
         self._gmap = (np.ascontiguousarray(np.broadcast_to(fx[None], (h, w))),
@@ -122,7 +167,7 @@ class BodyRig:
     def _handles(self, xy: np.ndarray) -> np.ndarray:
         """Handle points: the keypoints of the usable bones and points along them, ``(N, 2)``."""
         ts = np.linspace(0, 1, self.samples + 2)[1:-1]
-        pts = [xy[i] for i in sorted({i for bone in self.bones for i in bone})]
+        pts = [xy[i] for i in self._handle_points]
         for a, b in self.bones:
             pts.extend(xy[a] + t * (xy[b] - xy[a]) for t in ts)
         return np.array(pts, np.float64)
@@ -148,22 +193,56 @@ class BodyRig:
         torso = [i for i in TORSO if self.ok[i] and not lost[i]]
         if torso:
             txy = txy - (txy[torso].mean(0) - ref_xy[torso].mean(0))
-        # Bounded reach: a hand may go overhead (two shoulder widths), the torso a third (a photo
-        # warped further tears).
-        d = txy - ref_xy
-        n = np.linalg.norm(d, axis=1, keepdims=True)
-        reach = np.full((len(d), 1), 2.0 * self.scale)
-        reach[list(TORSO)] = 0.35 * self.scale
-        txy = ref_xy + d * np.minimum(1.0, reach / np.maximum(n, 1e-9))
-        dst = self._handles(txy)
-        src = self.src_handles
+        # The head and the torso move as rigid bodies: a driver's face and build differ from the
+        # reference's, and matching them point by point would distort the face.
+        head_ring = self.head_ring
+        for part, turn, shift in ((HEAD, np.deg2rad(35), 0.4), (TORSO, np.deg2rad(25), 0.35)):
+            idx = [i for i in part if self.ok[i] and not lost[i]]
+            if len(idx) >= 2:
+                move = _rigid_fit(ref_xy[idx], txy[idx], turn, shift * self.scale)
+                every = [i for i in part if self.ok[i]]  # points the driver lacks move along
+                txy[every] = move(ref_xy[every])
+                if part is HEAD and len(head_ring):
+                    head_ring = move(self.head_ring)
+        # Limbs: each bone keeps (nearly) its reference length and turns a bounded angle from the
+        # reference's direction; a photo warped further folds and swirls.
+        moved = txy.copy()
+        for a, b in LIMB_CHAINS:
+            if not (self.ok[a] and self.ok[b]):
+                continue
+            r = ref_xy[b] - ref_xy[a]
+            v = txy[b] - txy[a]
+            lr, lv = np.linalg.norm(r), np.linalg.norm(v)
+            if lr < 1e-6 or lv < 1e-6 or lost[b]:
+                moved[b] = moved[a] + r
+                continue
+            lim = MAX_LEG_TURN if b in _LEGS else MAX_ARM_TURN
+            ang = np.clip(np.arctan2(r[0] * v[1] - r[1] * v[0], r @ v), -lim, lim)
+            c, s = np.cos(ang), np.sin(ang)
+            k = np.clip(lv / lr, 0.8, 1.2)
+            moved[b] = moved[a] + k * np.array([c * r[0] - s * r[1], s * r[0] + c * r[1]])
+        txy = moved
+        dst, src = self._handles(txy), self.src_handles
+        if len(head_ring):
+            # A hand that comes in front of the face cannot be drawn over it by a warp (there is
+            # no second layer); its handles yield inside the head, so the face is never torn.
+            c = head_ring.mean(0)
+            inside = np.linalg.norm(dst - c, axis=1) < np.linalg.norm(head_ring[0] - c)
+            keep = ~inside | self._handle_is_head
+            dst, src = np.concatenate([dst[keep], head_ring]), np.concatenate([src[keep], self.head_ring])
         if np.abs(dst - src).max() < 0.05:
             return None
         # Anchors: far from the skeleton both where it was and where it goes.
         a_idx = np.array(self.bones)
         d_src = _segment_distance(self.anchor_candidates, ref_xy[a_idx[:, 0]], ref_xy[a_idx[:, 1]]).min(1)
         d_dst = _segment_distance(self.anchor_candidates, txy[a_idx[:, 0]], txy[a_idx[:, 1]]).min(1)
-        anchors = self.anchor_candidates[(d_src > self.margin) & (d_dst > self.margin)]
+        far = (d_src > self.margin) & (d_dst > self.margin)
+        if len(head_ring):
+            for ring in (self.head_ring, head_ring):
+                c = ring.mean(0)
+                r = np.linalg.norm(ring[0] - c)
+                far &= np.linalg.norm(self.anchor_candidates - c, axis=1) > r + 0.3 * self.scale
+        anchors = self.anchor_candidates[far]
         p = np.concatenate([dst, anchors])  # output positions
         q = np.concatenate([src, anchors])  # reference positions
         f = mls_rigid(self.grid, p, q)  # (G, 2) reference position of each output grid point
