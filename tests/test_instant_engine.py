@@ -77,6 +77,9 @@ def test_silent_audio_leaves_the_mouth_exactly_as_in_the_reference(engine, astro
     ys, xs = _mouth_box(engine)
     for frame in res.frames:
         np.testing.assert_array_equal(frame[ys, xs], astronaut[ys, xs])
+    # The live preview's per-frame path gives the same frames.
+    track = engine.audio_track(inputs.audio, 50, 25.0, seed=1)
+    np.testing.assert_array_equal(engine.render_track(track, 7), res.frames[7])
 
 
 def test_speech_streams_in_chunks_and_cancels(engine, astronaut):

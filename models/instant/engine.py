@@ -141,6 +141,14 @@ class InstantEngine:
         motion = speech_motion(audio, num_frames, fps, seed=seed, sway=sway)
         return InstantTrack(mouth, motion.blink, motion.head)
 
+    def render_track(self, track: InstantTrack, i: int, pose_kp: np.ndarray | None = None,
+                     mouth_scale: float = 1.0) -> np.ndarray:
+        """Frame ``i`` of an ``audio_track`` (the preview of a file while the model renders);
+        ``mouth_scale`` exaggerates (> 1) or calms (< 1) the lips around the rest pose."""
+        i = int(np.clip(i, 0, len(track.mouth) - 1))
+        mouth = np.asarray(REST) + (track.mouth[i] - np.asarray(REST)) * mouth_scale
+        return self.render(np.clip(mouth, 0, 1), pose_kp, tuple(track.blink[i]), track.head[i])
+
     def head_motion(self, head: np.ndarray | None) -> HeadMotion | None:
         """``(roll, turn, dx, dy)`` with dx, dy in fractions of the face size -> pixels."""
         if head is None or self.face is None:

@@ -408,9 +408,14 @@ class FaceRig:
         cv2.fillPoly(mask, [np.round(outer).astype(np.int32)], 1)
         cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 0)
         lips = self.image[mask > 0].astype(np.float32)
-        lip_col = lips.mean(0) if len(lips) else np.array([150, 80, 80], np.float32)
+        if len(lips):
+            # The reddest part of the lip area is lip (the rest may be skin or teeth).
+            red = lips[:, 0] - lips[:, 1]
+            lip_col = lips[red >= np.percentile(red, 70)].mean(0)
+        else:
+            lip_col = np.array([150, 80, 80], np.float32)
         self.lip_color = lip_col.astype(np.float32)
-        self.cavity_color = np.clip(lip_col * 0.3 + np.array([4, 0, 0]), 0, 255).astype(np.float32)
+        self.cavity_color = np.clip(lip_col * np.array([0.3, 0.22, 0.22]), 0, 255).astype(np.float32)
         face_mask = np.zeros((h, w), np.uint8)
         cv2.fillPoly(face_mask, [np.round(self.P[list(FACE_OVAL)]).astype(np.int32)], 1)
         face = self.image[face_mask > 0].astype(np.float32)
