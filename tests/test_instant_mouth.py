@@ -94,3 +94,15 @@ def test_mouth_opening_follows_real_speech_at_zero_lag(predictor):
     best = max(corr, key=corr.get)
     assert best == 0, (kind, corr)
     assert corr[0] > 0.4, (kind, corr)
+
+
+def test_live_microphone_path_matches_the_offline_track(predictor):
+    from models.instant.mouth import LiveMouth
+    from models.media import read_audio
+
+    audio = read_audio(ROOT / "resources" / "examples" / "speech.wav")[: 16000 * 2]
+    offline = predictor(audio, 50)
+    live = LiveMouth(predictor)
+    rows = np.concatenate([live.push(audio[i: i + 512]) for i in range(0, len(audio), 512)])
+    assert len(rows) == 50 - live.latency
+    np.testing.assert_allclose(rows, offline[: len(rows)], atol=0.01)

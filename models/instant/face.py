@@ -373,16 +373,16 @@ class FaceRig:
         gap = np.maximum(low_v - lid_v, 0.0)
         d = np.zeros(len(P))
         # The upper lid comes down to just above the lower lid.
-        d[list(up_idx)] = 0.92 * gap[list(up_idx)]
+        d[list(up_idx)] = 0.96 * gap[list(up_idx)]
         # The lid's skin up to the brow follows, less and less.
         above = lid_v - pv
         others = is_mesh.copy()
         others[list(up_idx) + list(lo_idx)] = False
         fall = (1 - _smoothstep(0.0, 1.1 * half, above)) * (above > 0)
         fall *= 1 - _smoothstep(0.9 * half, 1.4 * half, np.abs(pu))
-        d[others] = 0.55 * fall[others] * np.interp(pu[others], uu[o1], 0.92 * gap[list(up_idx)][o1])
-        # The lower lid rises a little.
-        d[list(lo_idx)] = -0.08 * gap[list(lo_idx)]
+        d[others] = 0.55 * fall[others] * np.interp(pu[others], uu[o1], 0.96 * gap[list(up_idx)][o1])
+        # The lower lid rises a little, to meet the upper one (the eye's white and iris vanish).
+        d[list(lo_idx)] = -0.035 * gap[list(lo_idx)]
         return d[:, None] * self.ey[None]
 
     def _build_mouth(self) -> None:

@@ -164,6 +164,49 @@ class MouthPredictor:
         rms = frame_rms(a, fps, num_frames, self.model.cfg.sample_rate)
         silent = rms < SILENCE_RMS
         # Gate with a one-frame margin so a closing /p/ just before a pause is kept.
-        near_sound = np.convolve(~silent, np.ones(3), mode="same") > 0
+        near_sound = ~silent
+        near_sound[1:] |= ~silent[:-1]
+        near_sound[:-1] |= ~silent[1:]
         out[~near_sound] = REST
         return out.astype(np.float32)
+
+
+class LiveMouth:
+    """Microphone -> mouth parameters, frame by frame, for the live preview.
+
+    ``push(samples)`` takes any number of new 16 kHz samples and returns the mouth parameters
+    ``(N, 4)`` of the video frames they completed. The network looks ``latency_frames`` into the
+    future (by default half its context, which gives exactly the offline result), so each row
+    belongs to the frame that many frames before the newest sound: at 25 fps and 9 frames, the
+    lips trail the microphone by 0.36 s. Fewer frames of latency answer sooner but less exactly.
+    """
+
+    def __init__(self, predictor: MouthPredictor | None = None, latency_frames: int | None = None) -> None:
+        self.predictor = predictor or MouthPredictor()
+        cfg = self.predictor.model.cfg
+        self.fps = cfg.fps
+        self.hop = int(round(cfg.sample_rate / cfg.fps))
+        self.context = cfg.receptive_frames
+        self.latency = self.context // 2 if latency_frames is None else int(latency_frames)
+        self.window = self.context + self.latency + 2  # frames of audio kept
+        self.buf = np.zeros(0, np.float32)
+        self.frames_seen = 0
+
+    def reset(self) -> None:
+        self.buf = np.zeros(0, np.float32)
+        self.frames_seen = 0
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        self.buf = np.concatenate([self.buf, np.asarray(samples, np.float32).ravel()])
+        n_new = len(self.buf) // self.hop - min(self.frames_seen, self.window)
+        if n_new <= 0:
+            return np.zeros((0, NUM_MOUTH_PARAMS), np.float32)
+        total = len(self.buf) // self.hop
+        out = self.predictor(self.buf[: total * self.hop], total, self.fps)
+        self.frames_seen += n_new
+        # Rows for the new frames, ``latency`` frames behind the newest audio.
+        rows = out[max(0, total - n_new - self.latency): max(0, total - self.latency)]
+        keep = min(total, self.window)
+        self.buf = self.buf[(total - keep) * self.hop:]
+        self.frames_seen = min(self.frames_seen, keep)
+        return rows
