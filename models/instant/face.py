@@ -9,9 +9,10 @@ head's roll, turn, and shift.
 Per frame (``FaceRig.render``): vertex displacements are a weighted sum of those shapes; only the
 triangles that move are rasterised (their output positions into a triangle-index map), and each
 output pixel samples the reference through its triangle's exact inverse affine map, so there are no
-seams and no approximate inversion. Triangles inside the inner lip ring become the mouth interior
-where the lips part more than in the reference (dark cavity and a hint of teeth, coloured from the
-image). When nothing moves the reference is returned untouched.
+seams and no approximate inversion. Inside the deformed inner lip contour the mouth interior is
+painted: what the reference already shows there (teeth of a smile) stays attached to the upper lip;
+where the lips part further, a dark cavity with a tongue and a hint of teeth, coloured from the
+image. When nothing moves the reference is returned untouched.
 
 Coordinates: pixels of the reference image, x right, y down. Face-local axes: ``u`` along the line
 from the right eye to the left eye (image left to right for a frontal face), ``v`` perpendicular,
@@ -388,10 +389,6 @@ class FaceRig:
     def _build_mouth(self) -> None:
         inner = list(LIPS_INNER_UPPER) + list(LIPS_INNER_LOWER[1:-1][::-1])
         poly = self.P[inner].astype(np.float32)
-        in_ring = np.isin(self.tris, inner).all(1)
-        cen = self.P[self.tris].mean(1)
-        inside = np.array([cv2.pointPolygonTest(poly, (float(x), float(y)), False) >= 0 for x, y in cen])
-        self.cavity_tris = in_ring & inside  # (F,)
         # The reference's inner lip curves in the mouth frame (pixels): u, v upper; u, v lower.
         up, lo = self.P[list(LIPS_INNER_UPPER)] - self.mouth_c, self.P[list(LIPS_INNER_LOWER)] - self.mouth_c
         su, sv, slu, slv = up @ self.ex, up @ self.ey, lo @ self.ex, lo @ self.ey
@@ -468,7 +465,6 @@ class FaceRig:
         O = self.P + d
         act = moving[self.tris].any(1)
         tris = self.tris[act]
-        tri_ids = np.nonzero(act)[0]
         out_pts = O[tris]  # (A, 3, 2)
         src_pts = self.P[tris]
         lo = np.floor(np.minimum(out_pts.min((0, 1)), src_pts.min((0, 1)))).astype(int)
@@ -496,12 +492,11 @@ class FaceRig:
         mapx[sel] = xs * Mt[:, 0, 0] + ys * Mt[:, 1, 0] + Mt[:, 2, 0]
         mapy[sel] = xs * Mt[:, 0, 1] + ys * Mt[:, 1, 1] + Mt[:, 2, 1]
         region = cv2.remap(self.image, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        self._paint_cavity(region, idx, tri_ids, O, rx0, ry0)
+        self._paint_cavity(region, O, rx0, ry0)
         frame[ry0:ry1, rx0:rx1] = region
         return frame
 
-    def _paint_cavity(self, region: np.ndarray, idx: np.ndarray, tri_ids: np.ndarray, O: np.ndarray,
-                      rx0: int, ry0: int) -> None:
+    def _paint_cavity(self, region: np.ndarray, O: np.ndarray, rx0: int, ry0: int) -> None:
         """Fill the opening between the deformed inner lips.
 
         Whatever the reference already shows between its lips (teeth of a smile) stays attached to
