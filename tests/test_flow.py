@@ -5,8 +5,18 @@ import torch
 
 from models.errors import GenerationCancelled
 from models.flow import (
-    Guidance, annealed_scale, combine_guidance, euler_sample, flow_loss, guided_velocity, interpolate,
-    sample_timesteps, sampling_schedule, shift_for_tokens, shift_time, velocity_target,
+    Guidance,
+    annealed_scale,
+    combine_guidance,
+    euler_sample,
+    flow_loss,
+    guided_velocity,
+    interpolate,
+    sample_timesteps,
+    sampling_schedule,
+    shift_for_tokens,
+    shift_time,
+    velocity_target,
 )
 
 

@@ -106,7 +106,8 @@ def test_modes(tiny_model, image, rng):
     assert r.mode == "pose" and r.num_frames == 13
     r = generate(tiny_model, GenerationInputs(image, audio, pose=pose), GenerationSettings(steps=1, seed=0))
     assert r.mode == "combined"
-    r = generate(tiny_model, GenerationInputs(image, audio, pose=pose), GenerationSettings(steps=1, seed=0, mode="pose"))
+    r = generate(tiny_model, GenerationInputs(image, audio, pose=pose),
+                 GenerationSettings(steps=1, seed=0, mode="pose"))
     assert r.mode == "pose" and r.num_frames == 13
     with pytest.raises(UserError, match="pose"):
         generate(tiny_model, GenerationInputs(image, audio), GenerationSettings(steps=1, mode="pose"))
