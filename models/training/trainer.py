@@ -438,14 +438,19 @@ class Trainer:
     def export(self, folder: str | os.PathLike, card: str, use_ema: bool = True,
                dtype: torch.dtype | None = torch.bfloat16) -> Path:
         """Write a shippable model folder (EMA weights of the transformer)."""
+        import copy
+        import dataclasses
+
         from models.checkpoint import save_model
 
-        model = self.model
+        model = copy.deepcopy(self.model)
         if use_ema and self.step > 0:
-            import copy
-
-            model = copy.deepcopy(self.model)
             self.ema.copy_to(model.transformer)
+        # Generate in segments as long as the windows the transformer was trained on.
+        trained = [s.segment_frames for s in self.recipe.stages if s.kind == "dit" and s.segment_frames]
+        if trained:
+            model.config = model.config.replace(
+                sampling=dataclasses.replace(model.config.sampling, segment_frames=trained[-1]))
         return save_model(model, folder, card=card, dtype=dtype, extra={"trained_steps": self.step})
 
 
