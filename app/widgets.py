@@ -25,7 +25,21 @@ def to_qimage(rgb: np.ndarray) -> QImage:
     return QImage(a.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
-class ImageView(QWidget):
+class _FileDrop:
+    """Drop one local file on the widget: it emits ``fileDropped(path)`` (the class defines the signal)."""
+
+    def dragEnterEvent(self, ev) -> None:
+        if ev.mimeData().hasUrls():
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev) -> None:
+        urls = ev.mimeData().urls()
+        if urls and urls[0].isLocalFile():
+            self.fileDropped.emit(urls[0].toLocalFile())
+            ev.acceptProposedAction()
+
+
+class ImageView(_FileDrop, QWidget):
     """Paints one image scaled to fit, with a placeholder text; emits ``fileDropped`` on drops."""
 
     fileDropped = Signal(str)
@@ -63,18 +77,8 @@ class ImageView(QWidget):
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         p.drawPixmap(target, self._pix, QRectF(self._pix.rect()))
 
-    def dragEnterEvent(self, ev) -> None:
-        if ev.mimeData().hasUrls():
-            ev.acceptProposedAction()
 
-    def dropEvent(self, ev) -> None:
-        urls = ev.mimeData().urls()
-        if urls and urls[0].isLocalFile():
-            self.fileDropped.emit(urls[0].toLocalFile())
-            ev.acceptProposedAction()
-
-
-class WaveformView(QWidget):
+class WaveformView(_FileDrop, QWidget):
     """Min/max envelope of mono audio; drag the two handles to trim start and end."""
 
     trimChanged = Signal(float, float)  # start, end in seconds
@@ -176,16 +180,6 @@ class WaveformView(QWidget):
 
     def mouseReleaseEvent(self, _ev) -> None:
         self._drag = None
-
-    def dragEnterEvent(self, ev) -> None:
-        if ev.mimeData().hasUrls():
-            ev.acceptProposedAction()
-
-    def dropEvent(self, ev) -> None:
-        urls = ev.mimeData().urls()
-        if urls and urls[0].isLocalFile():
-            self.fileDropped.emit(urls[0].toLocalFile())
-            ev.acceptProposedAction()
 
 
 class SliderBox(QWidget):

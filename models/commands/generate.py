@@ -99,7 +99,6 @@ def load_model_for(args):
 
 def run(args) -> int:
     from models import media
-    from models.conditions.keypoints import resample_keypoints  # noqa: F401  (kept for pose fitting)
     from models.pipeline import Callbacks, GenerationInputs, GenerationSettings, generate
 
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
