@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, QTimer, QUrl
+from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices, QIcon, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
@@ -69,6 +69,11 @@ def format_eta(seconds: float) -> str:
 
 
 class MainWindow(QMainWindow):
+    # Emitted on the UI thread once a run's outcome is handled (history, status, buttons up to date).
+    # Listen here rather than to the worker's own signals, which reach other threads' listeners first.
+    runFinished = Signal(object)  # JobOutcome
+    runFailed = Signal(str)  # message
+
     def __init__(self, settings: AppSettings | None = None, stream_factory=None, audio_status=None,
                  pose_source_factory=None, engine_factories=None, first_run_check: bool = True) -> None:
         super().__init__()
@@ -339,6 +344,7 @@ class MainWindow(QMainWindow):
             self.status_label.setText(f"Done: {out.num_frames} frames, {out.width}x{out.height}, seed {out.seed}, "
                                       f"{out.seconds:.1f} s. Saved in {out.run_dir}.")
         self.export_btn.setEnabled(out.segments_done > 0)
+        self.runFinished.emit(out)
 
     def _on_failed(self, message: str, details: str, run_dir) -> None:
         self._set_busy(False)
@@ -352,6 +358,7 @@ class MainWindow(QMainWindow):
         box = QMessageBox(QMessageBox.Icon.Critical, "Generation failed", message + kept,
                           QMessageBox.StandardButton.Ok, self)
         box.setDetailedText(details)
+        self.runFailed.emit(message)
         box.exec()
 
     # -- history -----------------------------------------------------------------------------------------

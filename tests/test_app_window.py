@@ -188,7 +188,7 @@ def test_generate_streams_steps_segments_then_file(qtbot, window, example):
     events = _record(window)
     probe = LatencyProbe(5)
     probe.start()
-    with qtbot.waitSignal(window.worker.finished, timeout=60000) as done:
+    with qtbot.waitSignal(window.runFinished, timeout=60000) as done:
         assert window.generate()
     probe.stop()
     out = done.args[0]
@@ -223,7 +223,7 @@ def test_generate_streams_steps_segments_then_file(qtbot, window, example):
     window.use_run_settings(0)
     assert window.controls.seed.value() == 7 and window.controls.cfg_audio.value() == pytest.approx(4.5)
     window.controls.cfg_audio.setValue(6.0)
-    with qtbot.waitSignal(window.worker.finished, timeout=60000):
+    with qtbot.waitSignal(window.runFinished, timeout=60000):
         window.generate()
     assert window.history_list.count() == 2 and window.history[1].settings["cfg_audio"] == 6.0
     assert window.history[1].seed == 7
@@ -235,7 +235,7 @@ def test_generate_streams_steps_segments_then_file(qtbot, window, example):
 def test_cancel_mid_run_keeps_finished_segments(qtbot, window, example):
     ready(window, example, max_seconds=3.0)
     window.worker.segment.connect(lambda seg, *_: window.cancel() if seg == 0 else None)
-    with qtbot.waitSignal(window.worker.finished, timeout=60000) as done:
+    with qtbot.waitSignal(window.runFinished, timeout=60000) as done:
         window.generate()
     out = done.args[0]
     assert out.cancelled and out.segments_done == 1 < out.num_segments
@@ -269,13 +269,13 @@ def test_worker_error_shows_message_and_ui_stays_usable(qtbot, settings, example
     w = make_window(qtbot, settings, engine_factories={"OmniHuman model": FailingEngine})
     try:
         ready(w, example)
-        with qtbot.waitSignal(w.worker.failed, timeout=60000):
+        with qtbot.waitSignal(w.runFailed, timeout=60000):
             w.generate()
         qtbot.waitUntil(lambda: bool(shown))
         assert "Out of memory" in shown[0] and "2 finished segment(s) are kept" in shown[0]
         assert w.generate_btn.isEnabled() and w.history[0].status == "failed"
         assert len(list(w.history[0].run_dir.glob("segment_*.npy"))) == 2
-        with qtbot.waitSignal(w.worker.finished, timeout=60000) as done:
+        with qtbot.waitSignal(w.runFinished, timeout=60000) as done:
             assert w.generate()
         assert not done.args[0].cancelled and len(shown) == 1
     finally:
@@ -354,7 +354,7 @@ def test_instant_engine_through_the_same_worker(qtbot, window, example):
     assert not window.controls.steps.isEnabled() and "do not apply" in window.controls.model_note.text()
     segs = []
     window.worker.segment.connect(lambda seg, frames, start, audio: segs.append(start))
-    with qtbot.waitSignal(window.worker.finished, timeout=60000) as done:
+    with qtbot.waitSignal(window.runFinished, timeout=60000) as done:
         assert window.generate()
     out = done.args[0]
     assert not out.cancelled and out.segments_done == len(segs) >= 1 and out.video_path.is_file()
