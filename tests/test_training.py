@@ -161,3 +161,49 @@ def test_torchrun_two_processes(dataset, tmp_path):
     assert "2 ranks hold identical weights after step 7" in proc.stderr
     state = json.loads((tmp_path / "ddp" / "checkpoint" / "state.json").read_text())
     assert state["step"] == 7
+
+
+def test_scale_recipe_keeps_proportions_and_fills_the_budget():
+    import dataclasses
+
+    from models.training.fit import StageTiming, recipe_to_json, scale_recipe
+
+    r = load_recipe(RECIPE)  # steps 4, 2, 2, 2
+    timings = [StageTiming("vae", 0.5, 3), StageTiming("text", 0.1, 3), StageTiming("audio", 0.2, 3),
+               StageTiming("pose", 0.25, 3)]
+    planned = 4 * 0.5 + 2 * 0.1 + 2 * 0.2 + 2 * 0.25  # 3.1 s
+    fitted = scale_recipe(r, timings, 310.0)  # 100x the time
+    assert [s.steps for s in fitted.stages] == [400, 200, 200, 200]
+    assert [s.warmup for s in fitted.stages] == [80, 40, 40, 40]  # scaled, at most a fifth of the stage
+    seconds = sum(s.steps * t.seconds_per_step for s, t in zip(fitted.stages, timings, strict=True))
+    assert seconds == pytest.approx(100 * planned) and seconds <= 310.0
+    assert [s.keep for s in fitted.stages] == [s.keep for s in r.stages]
+    # The written recipe reads back to the same plan.
+    again = parse_recipe(json.loads(json.dumps(recipe_to_json(fitted, "fitted"))), "fitted.json")
+    assert again == dataclasses.replace(fitted, name=again.name)
+    tiny = scale_recipe(r, timings, 0.01)  # a tiny budget still runs every stage once
+    assert all(s.steps == 1 for s in tiny.stages)
+
+
+def test_fit_recipe_cli_times_real_steps(dataset, tmp_path):
+    from models.cli import main
+
+    out = tmp_path / "fitted.json"
+    assert main(["fit-recipe", "--recipe", RECIPE, "--data", str(dataset), "--minutes", "0.05", "--out", str(out),
+                 "--device", "cpu", "--timed-steps", "1"]) == 0
+    fitted = load_recipe(out)
+    assert "fitted to 0.05 min" in json.loads(out.read_text())["comment"]
+    assert [s.name for s in fitted.stages] == ["vae", "text", "audio", "pose"]
+    assert all(s.steps >= 1 for s in fitted.stages)
+    assert main(["fit-recipe", "--recipe", RECIPE, "--data", str(dataset), "--minutes", "0", "--out", str(out)]) == 2
+
+
+def test_time_limit_stops_with_a_resumable_checkpoint(dataset, tmp_path):
+    from models.training.trainer import Trainer
+
+    r = load_recipe(RECIPE)
+    t = Trainer(r, [str(dataset)], tmp_path / "t", device="cpu", log=lambda s: None, max_minutes=0.0)
+    t.train()  # the limit is reached after the first step
+    assert t.step == 1
+    again = Trainer(r, [str(dataset)], tmp_path / "t", device="cpu", resume=True, log=lambda s: None)
+    assert again.step == 1

@@ -16,8 +16,22 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, help="data loader processes (default: the recipe's)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total (the run can be resumed)")
+    p.add_argument("--max-minutes", type=float,
+                   help="stop after this much wall-clock time, with a checkpoint (the run can be resumed)")
     p.add_argument("--export", metavar="DIR", help="after training, write a model folder (EMA weights, bf16)")
     p.set_defaults(func=run)
+
+    f = sub.add_parser("fit-recipe", help="scale a recipe's steps to a time budget on this machine",
+                       description="Time a few real steps of every stage on this device and data, then write the "
+                                   "recipe with all step counts scaled by one factor to fill the budget.")
+    f.add_argument("--recipe", required=True, help="recipe JSON file or bundled recipe name")
+    f.add_argument("--data", required=True, action="append", help="dataset folder (repeat for several)")
+    f.add_argument("--minutes", type=float, required=True, help="wall-clock minutes of training to fill")
+    f.add_argument("--out", required=True, help="where to write the fitted recipe (JSON)")
+    f.add_argument("--device", default="auto")
+    f.add_argument("--workers", type=int, help="data loader processes (default: the recipe's)")
+    f.add_argument("--timed-steps", type=int, default=5, help="steps timed per stage (after 2 warm-up steps)")
+    f.set_defaults(func=run_fit)
 
     e = sub.add_parser("export-model", help="write a model folder from a training run")
     e.add_argument("run_dir")
@@ -42,12 +56,43 @@ def run(args) -> int:
     recipe = load_recipe(args.recipe)
     _check_data(args.data)
     trainer = Trainer(recipe, args.data, args.out, device=args.device, resume=args.resume,
-                      num_workers=args.workers, max_steps=args.max_steps)
+                      num_workers=args.workers, max_steps=args.max_steps, max_minutes=args.max_minutes)
     trainer.train()
     if args.export and trainer.dist.main:
         from models.training.card import model_card
 
         trainer.export(args.export, model_card(trainer, args.data))
+    return 0
+
+
+def run_fit(args) -> int:
+    import json
+    import sys
+
+    from models.errors import UserError
+    from models.training.fit import fit_recipe, recipe_to_json
+    from models.training.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    _check_data(args.data)
+    if args.minutes <= 0:
+        raise UserError(f"--minutes must be positive, got {args.minutes:g}")
+    if args.timed_steps < 1:
+        raise UserError(f"--timed-steps must be at least 1, got {args.timed_steps}")
+    print(f"timing {len(recipe.stages)} stages of {recipe.name} on {args.device}:", file=sys.stderr, flush=True)
+    fitted, timings = fit_recipe(recipe, args.data, args.minutes, device=args.device, num_workers=args.workers,
+                                 timed_steps=args.timed_steps,
+                                 log=lambda m: print(m, file=sys.stderr, flush=True))
+    factor = fitted.total_steps / max(recipe.total_steps, 1)
+    measured = ", ".join(f"{t.name} {t.seconds_per_step * 1000:.0f} ms/step" for t in timings)
+    comment = (f"{recipe.name} fitted to {args.minutes:g} min of training (steps x {factor:.4f}); measured: "
+               f"{measured}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(recipe_to_json(fitted, comment), indent=2) + "\n")
+    for s in fitted.stages:
+        print(f"{s.name:8s} {s.steps:7d} steps (warmup {s.warmup})")
+    print(f"{fitted.total_steps} steps in all, about {args.minutes:g} min; wrote {out}")
     return 0
 
 

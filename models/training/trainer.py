@@ -95,7 +95,7 @@ class TransformerStep(torch.nn.Module):
 class Trainer:
     def __init__(self, recipe: Recipe, data: list[str], run_dir: str | os.PathLike, device: str = "auto",
                  resume: bool = False, log: Callable[[str], None] | None = None, num_workers: int | None = None,
-                 max_steps: int | None = None) -> None:
+                 max_steps: int | None = None, max_minutes: float | None = None) -> None:
         self.recipe = recipe
         self.data = [str(d) for d in data]
         self.run_dir = Path(run_dir)
@@ -107,6 +107,7 @@ class Trainer:
         self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
         self.num_workers = recipe.num_workers if num_workers is None else num_workers
         self.max_steps = max_steps
+        self.max_seconds = None if max_minutes is None else max_minutes * 60.0
         self.config = get_preset(recipe.preset)
         torch.manual_seed(recipe.seed)
         self.model = OmniHuman(self.config).to(self.device)
@@ -295,12 +296,31 @@ class Trainer:
                     self.save_checkpoint()
                 if stage.kind == "vae" and self.step == stage_end:
                     self.calibrate_latents(stage_idx, stage)
+                if self._out_of_time(t_start):
+                    break
             del loader
+            if self._out_of_time(t_start):
+                if self.dist.main:
+                    self.log(f"time limit of {self.max_seconds / 60:g} min reached at step {self.step}/{total}; "
+                             "the checkpoint resumes from here")
+                break
         self.check_ranks_in_sync()
         self.save_checkpoint()
         if log_file:
             log_file.close()
         return self.run_dir
+
+    def _out_of_time(self, t_start: float) -> bool:
+        if self.max_seconds is None:
+            return False
+        over = time.perf_counter() - t_start >= self.max_seconds
+        if self.dist.world_size > 1:  # every rank stops at the same step
+            import torch.distributed as dist
+
+            flag = torch.tensor([float(over)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            over = bool(flag.item())
+        return over
 
     @torch.no_grad()
     def check_ranks_in_sync(self) -> None:
