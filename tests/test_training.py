@@ -207,3 +207,18 @@ def test_time_limit_stops_with_a_resumable_checkpoint(dataset, tmp_path):
     assert t.step == 1
     again = Trainer(r, [str(dataset)], tmp_path / "t", device="cpu", resume=True, log=lambda s: None)
     assert again.step == 1
+
+
+def test_fit_recipe_end_by_counts_the_timing(dataset, tmp_path):
+    import time
+
+    from models.cli import main
+
+    out = tmp_path / "fitted.json"
+    assert main(["fit-recipe", "--recipe", RECIPE, "--data", str(dataset), "--end-by", str(time.time() - 1),
+                 "--out", str(out), "--device", "cpu", "--timed-steps", "1"]) == 2  # already past
+    assert main(["fit-recipe", "--recipe", RECIPE, "--data", str(dataset), "--end-by", str(time.time() + 600),
+                 "--out", str(out), "--device", "cpu", "--timed-steps", "1"]) == 0
+    comment = json.loads(out.read_text())["comment"]
+    minutes = float(comment.split("fitted to ")[1].split(" min")[0])
+    assert 9.0 < minutes < 10.0  # the 10 minutes less the time the timing took

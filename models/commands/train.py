@@ -26,7 +26,10 @@ def add_command(sub: argparse._SubParsersAction) -> None:
                                    "recipe with all step counts scaled by one factor to fill the budget.")
     f.add_argument("--recipe", required=True, help="recipe JSON file or bundled recipe name")
     f.add_argument("--data", required=True, action="append", help="dataset folder (repeat for several)")
-    f.add_argument("--minutes", type=float, required=True, help="wall-clock minutes of training to fill")
+    when = f.add_mutually_exclusive_group(required=True)
+    when.add_argument("--minutes", type=float, help="wall-clock minutes of training to fill")
+    when.add_argument("--end-by", type=float, metavar="EPOCH_SECONDS",
+                      help="fill the time from the end of the timing until this moment (Unix time)")
     f.add_argument("--out", required=True, help="where to write the fitted recipe (JSON)")
     f.add_argument("--device", default="auto")
     f.add_argument("--workers", type=int, help="data loader processes (default: the recipe's)")
@@ -68,31 +71,35 @@ def run(args) -> int:
 def run_fit(args) -> int:
     import json
     import sys
+    import time
 
     from models.errors import UserError
-    from models.training.fit import fit_recipe, recipe_to_json
+    from models.training.fit import recipe_to_json, scale_recipe, time_stages
     from models.training.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
     _check_data(args.data)
-    if args.minutes <= 0:
+    if args.minutes is not None and args.minutes <= 0:
         raise UserError(f"--minutes must be positive, got {args.minutes:g}")
     if args.timed_steps < 1:
         raise UserError(f"--timed-steps must be at least 1, got {args.timed_steps}")
     print(f"timing {len(recipe.stages)} stages of {recipe.name} on {args.device}:", file=sys.stderr, flush=True)
-    fitted, timings = fit_recipe(recipe, args.data, args.minutes, device=args.device, num_workers=args.workers,
-                                 timed_steps=args.timed_steps,
-                                 log=lambda m: print(m, file=sys.stderr, flush=True))
+    timings = time_stages(recipe, args.data, device=args.device, timed_steps=args.timed_steps,
+                          num_workers=args.workers, log=lambda m: print(m, file=sys.stderr, flush=True))
+    minutes = args.minutes if args.minutes is not None else (args.end_by - time.time()) / 60.0
+    if minutes <= 0:
+        raise UserError(f"--end-by: that moment passed while timing the stages ({-minutes:.1f} min ago)")
+    fitted = scale_recipe(recipe, timings, minutes * 60.0)
     factor = fitted.total_steps / max(recipe.total_steps, 1)
     measured = ", ".join(f"{t.name} {t.seconds_per_step * 1000:.0f} ms/step" for t in timings)
-    comment = (f"{recipe.name} fitted to {args.minutes:g} min of training (steps x {factor:.4f}); measured: "
+    comment = (f"{recipe.name} fitted to {minutes:.3g} min of training (steps x {factor:.4f}); measured: "
                f"{measured}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(recipe_to_json(fitted, comment), indent=2) + "\n")
     for s in fitted.stages:
         print(f"{s.name:8s} {s.steps:7d} steps (warmup {s.warmup})")
-    print(f"{fitted.total_steps} steps in all, about {args.minutes:g} min; wrote {out}")
+    print(f"{fitted.total_steps} steps in all, about {minutes:.3g} min; wrote {out}")
     return 0
 
 

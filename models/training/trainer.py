@@ -207,13 +207,11 @@ class Trainer:
         if draw.pose.any():
             h, w = target.shape[-2:]
             kp = batch["keypoints"][:, offset : offset + seg]
-            maps = []
-            for i in range(b):
-                if bool(draw.pose[i]):
-                    maps.append(render_heatmaps(kp[i], h, w, sigma=self.config.cond.heatmap_sigma, device=dev))
-                else:
-                    maps.append(torch.zeros(tr.cfg.pose_in_channels, seg, h, w, device=dev))
-            pose = torch.stack(maps)
+            keep = draw.pose.nonzero().flatten()
+            # One call for every pose-bearing sample: (n * T, K, 3) -> (C, n * T, H, W).
+            maps = render_heatmaps(kp[keep].flatten(0, 1), h, w, sigma=self.config.cond.heatmap_sigma, device=dev)
+            pose = torch.zeros(b, tr.cfg.pose_in_channels, seg, h, w, device=dev)
+            pose[keep.to(dev)] = maps.unflatten(1, (len(keep), seg)).transpose(0, 1)
         tokens = mask = None
         if draw.text.any():
             tokens, mask = tokenize(list(batch["caption"]), tr.cfg.text_max_len)

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Train the bundled toon-s model on a lent GPU machine within one call of the session's device tool.
+#
+#   here:  bash scripts/device_train.sh prepare          speech bank -> .devkit/, bundled model set aside
+#   there: bash scripts/device_train.sh run [MINUTES]    render data on every core, fit the recipe to the
+#                                                        time left, train (bf16), export; pieces -> $OUT
+#   here:  bash scripts/device_train.sh collect DIR      join the pieces into resources/models/toon-s
+#   here:  bash scripts/device_train.sh restore          put the set-aside bundled model back (no run made)
+#
+# Why the dance: the machine has no espeak-ng and no network, so speech travels as a speech bank
+# (.devkit/bank, carried); the working tree that travels is capped at 64 MiB and the bundled
+# checkpoint alone is 58 MiB, so `prepare` moves it out of the tree until `collect` or `restore`;
+# files come back in pieces of at most 16 MiB. docs/TRAINING_ON_A_GPU.md has the whole procedure.
+#
+# Knobs for a dry run on a CPU (the test suite uses them): OMNI_SIZE (synth preset, default toon-s),
+# OMNI_RECIPE (default toon-s-gpu-session), OMNI_CLIPS (default 2400), OMNI_BANK_COUNT (default 480),
+# OMNI_WORKERS (default: all cores), OMNI_DEVICE (default auto), OMNI_WORK (scratch, default /tmp/omni-train).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+KIT="$ROOT/.devkit"
+ASIDE="${OMNI_ASIDE:-/tmp/omnihuman-bundled-toon-s.safetensors}"
+BUNDLED="$ROOT/resources/models/toon-s/model.safetensors"
+PIECE_MIB=15
+
+now() { date +%s; }
+say() { echo "[device_train $(date +%H:%M:%S)] $*" >&2; }
+
+prepare() {
+  local count="${OMNI_BANK_COUNT:-480}"
+  grep -qx '/.devkit/' .git/info/exclude 2>/dev/null || echo '/.devkit/' >> .git/info/exclude
+  if [ ! -f "$KIT/bank/bank.json" ]; then
+    rm -rf "$KIT/bank"
+    mkdir -p "$KIT"
+    python3 main.py speech-bank --out "$KIT/bank" --count "$count" --seed 0
+  fi
+  if [ -f "$BUNDLED" ]; then
+    mv "$BUNDLED" "$ASIDE"
+    say "bundled checkpoint set aside at $ASIDE (restore with: bash scripts/device_train.sh restore)"
+  fi
+  du -sh "$KIT" >&2
+  say "ready: device run with carry [\".devkit\"] and the command: bash scripts/device_train.sh run 9.3"
+}
+
+restore() {
+  if [ -f "$ASIDE" ] && [ ! -f "$BUNDLED" ]; then
+    mv "$ASIDE" "$BUNDLED"
+    say "bundled checkpoint restored"
+  fi
+}
+
+run() {
+  local minutes="${1:-9.3}"
+  local t0 deadline out work size recipe clips workers device
+  t0=$(now)
+  deadline=$(python3 -c "print(int($t0 + 60 * $minutes))")
+  out="${OUT:-$ROOT/device-out}"
+  work="${OMNI_WORK:-/tmp/omni-train}"
+  size="${OMNI_SIZE:-toon-s}"
+  recipe="${OMNI_RECIPE:-toon-s-gpu-session}"
+  clips="${OMNI_CLIPS:-2400}"
+  workers="${OMNI_WORKERS:-$(nproc)}"
+  device="${OMNI_DEVICE:-auto}"
+  export PYTHONUNBUFFERED=1
+  mkdir -p "$out"
+  rm -rf "$work"
+  mkdir -p "$work"
+  exec > >(tee -a "$out/run.log") 2>&1
+  say "budget ${minutes} min; $(nproc) cores; $(python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")')"
+  python3 -c "import cv2, numpy, safetensors, PIL" || { say "a Python package is missing (cv2, numpy, safetensors, PIL)"; exit 3; }
+  [ -f "$KIT/bank/bank.json" ] || { say "no speech bank in $KIT/bank: run 'prepare' here and carry .devkit"; exit 3; }
+
+  say "rendering $clips clips ($size) on $workers processes"
+  python3 main.py synth --clips "$clips" --out "$work/data" --size "$size" --seed 0 \
+    --speech-bank "$KIT/bank" --workers "$workers" 2>&1 | grep -v "^synth:" || true
+  [ -f "$work/data/index.json" ] || { say "synth failed"; exit 4; }
+  say "data ready after $(( $(now) - t0 )) s"
+
+  # What is left, less a reserve for the export and the pieces, goes to timing and training; the
+  # fitted plan aims 10% short of it for what probe steps do not see (loader starts between stages,
+  # checkpoints, latent calibration), and --max-minutes cuts the run at the reserve in any case.
+  local left fit_minutes
+  left=$(( deadline - $(now) - 45 ))
+  [ "$left" -gt 60 ] || { say "too little time left to train ($left s)"; exit 5; }
+  python3 main.py fit-recipe --recipe "$recipe" --data "$work/data" --device "$device" \
+    --end-by "$(( $(now) + left * 9 / 10 ))" --out "$work/fitted.json"
+  left=$(( deadline - $(now) - 45 ))
+  fit_minutes=$(python3 -c "print(max(0.2, $left / 60))")
+  say "training for at most $fit_minutes min"
+  python3 main.py train --recipe "$work/fitted.json" --data "$work/data" --out "$work/run" --device "$device" \
+    --max-minutes "$fit_minutes" --export "$work/model"
+
+  cp "$work/fitted.json" "$out/recipe.fitted.json"
+  cp "$work/run/log.jsonl" "$out/log.jsonl"
+  cp "$work/model/config.json" "$out/config.json"
+  cp "$work/model/MODEL_CARD.md" "$out/MODEL_CARD.md"
+  split -b "${PIECE_MIB}M" -d -a 1 "$work/model/model.safetensors" "$out/model.safetensors.part"
+  sha256sum "$work/model/model.safetensors" | cut -d' ' -f1 > "$out/model.sha256"
+  say "done in $(( $(now) - t0 )) s: $(ls "$out" | tr '\n' ' ')"
+}
+
+collect() {
+  local src="${1:?usage: collect DIR: the folder the files of the device run came back to}"
+  local dest="${2:-$ROOT/resources/models/toon-s}"
+  local tmp
+  tmp=$(mktemp -d)
+  cat "$src"/model.safetensors.part* > "$tmp/model.safetensors"
+  if [ "$(sha256sum "$tmp/model.safetensors" | cut -d' ' -f1)" != "$(cat "$src/model.sha256")" ]; then
+    say "checksum mismatch: the pieces in $src do not make the model that was trained"; exit 6
+  fi
+  mkdir -p "$dest"
+  cp "$src/config.json" "$dest/config.json"
+  mv "$tmp/model.safetensors" "$dest/model.safetensors"
+  python3 -c "
+import sys; from models.checkpoint import load_model
+m = load_model(sys.argv[1]); print(f'{sys.argv[1]}: {m.config.name} loads')" "$dest"
+  rm -f "$ASIDE"
+  say "collected into $dest; write its MODEL_CARD.md from $src/MODEL_CARD.md and an eval run"
+}
+
+case "${1:-}" in
+  prepare) prepare ;;
+  run) shift; run "$@" ;;
+  collect) shift; collect "$@" ;;
+  restore) restore ;;
+  *) echo "usage: bash scripts/device_train.sh prepare | run [MINUTES] | collect DIR [DEST] | restore" >&2; exit 2 ;;
+esac
