@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSlider,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -33,6 +34,7 @@ from PySide6.QtWidgets import (
 from app.audio_io import Player
 from app.controls import ControlsPanel
 from app.jobs import ASPECTS, EXPORT_QUALITY, GenerationJob, JobOutcome, crop_to_aspect, export_run, new_run_dir
+from app.live import LiveInputs, LivePreview
 from app.panels import AudioPanel, PosePanel, ReferencePanel
 from app.settings import AppSettings
 from app.widgets import PreviewPlayer, to_qimage
@@ -102,6 +104,25 @@ class MainWindow(QMainWindow):
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
 
+        # -- live preview (the instant engine, on its own thread) -------------------------------------
+        self.live = LivePreview(self)
+        self._showing_take = False  # a generated take is in the preview: live frames stay off it
+        self.live_check = QCheckBox("Live instant preview")
+        self.live_check.setToolTip(
+            "The instant engine animates the picture with the current audio (silently) and pose, and follows "
+            "the webcam when it is on, in real time, while the model renders; the model's segments replace it "
+            "as they arrive.")
+        self.live_check.setChecked(bool(self.settings.get("live_preview")))
+        self.live_lips = self._percent_slider("live_lips", "How much the lips move (100%: as predicted)")
+        self.live_sway = self._percent_slider("live_sway", "How much the head sways with the speech")
+        self.live_note = QLabel("")
+        self.live_note.setWordWrap(True)
+        self.live_note.setStyleSheet("color: #707070")
+        self.live.frameReady.connect(self._on_live_frame)
+        self.live.message.connect(self.live_note.setText)
+        self.live.set_mouth_scale(self.live_lips.value() / 100)
+        self.live.set_sway(self.live_sway.value() / 100)
+
         self.generate_btn = QPushButton("Generate")
         self.generate_btn.setDefault(True)
         self.generate_btn.setMinimumHeight(36)
@@ -146,6 +167,14 @@ class MainWindow(QMainWindow):
         mid = QWidget()
         ml = QVBoxLayout(mid)
         ml.addWidget(self.preview, 1)
+        live_row = QHBoxLayout()
+        live_row.addWidget(self.live_check)
+        live_row.addWidget(QLabel("Lips"))
+        live_row.addWidget(self.live_lips, 1)
+        live_row.addWidget(QLabel("Sway"))
+        live_row.addWidget(self.live_sway, 1)
+        ml.addLayout(live_row)
+        ml.addWidget(self.live_note)
         run_row = QHBoxLayout()
         run_row.addWidget(self.generate_btn, 2)
         run_row.addWidget(self.cancel_btn, 1)
@@ -196,6 +225,15 @@ class MainWindow(QMainWindow):
         self.show_run_btn.clicked.connect(lambda: self.show_run(self.history_list.currentRow()))
         self.use_settings_btn.clicked.connect(lambda: self.use_run_settings(self.history_list.currentRow()))
         self.history_list.itemDoubleClicked.connect(lambda _i: self.show_run(self.history_list.currentRow()))
+        self.live_check.toggled.connect(self._live_toggled)
+        self.live_lips.valueChanged.connect(lambda v: self.live.set_mouth_scale(v / 100))
+        self.live_sway.valueChanged.connect(lambda v: self.live.set_sway(v / 100))
+        for sig in (self.reference.referenceChanged, self.audio.audioChanged, self.pose.poseChanged):
+            sig.connect(self._inputs_changed)
+        self.controls.aspect.currentTextChanged.connect(self._inputs_changed)
+        self.pose.skeletonShown.connect(self._on_live_skeleton)
+        self.pose.cameraChanged.connect(self._on_camera_changed)
+        self.preview.play_btn.toggled.connect(lambda on: self._take_shown() if on else None)
         self._restore_inputs()
         if first_run_check and not self.settings.get("system_checked", False):
             QTimer.singleShot(500, self.show_system_check)
@@ -284,6 +322,8 @@ class MainWindow(QMainWindow):
         rec = RunRecord(job.run_dir, dict(job.ui_settings), job.settings.seed, FPS, job.audio)
         self.current = rec
         self.preview.clear(FPS, job.audio)
+        self._showing_take = False
+        self._update_live(LiveInputs(job.image, job.audio, job.pose, FPS, job.settings.seed or 0))
         self.step_bar.setRange(0, job.settings.steps)
         self.step_bar.setValue(0)
         self.segment_bar.setRange(0, 1)
@@ -316,6 +356,7 @@ class MainWindow(QMainWindow):
         self.eta_label.setText(format_eta(eta))
 
     def _on_segment(self, seg: int, frames: np.ndarray, start: int, _audio) -> None:
+        self._take_shown()
         self.preview.add_segment(frames, start)
         self.segment_bar.setValue(seg + 1)
         self.segment_bar.setFormat(f"{seg + 1}/{self.segment_bar.maximum()} segments done")
@@ -361,6 +402,74 @@ class MainWindow(QMainWindow):
         self.runFailed.emit(message)
         box.exec()
 
+    # -- live preview ------------------------------------------------------------------------------------
+
+    def _percent_slider(self, key: str, tip: str) -> QSlider:
+        s = QSlider(Qt.Orientation.Horizontal)
+        s.setRange(0, 200)
+        s.setValue(int(self.settings.get(key)))
+        s.setToolTip(tip + " (0-200%)")
+        return s
+
+    def live_inputs(self) -> LiveInputs | None:
+        """The current inputs as the live preview animates them (no warnings: it is a preview)."""
+        if self.reference.image is None:
+            return None
+        audio = self.audio.trimmed()
+        pose = self.pose.pose_for(FPS)
+        image, pose = crop_to_aspect(self.reference.image, pose, ASPECTS.get(self.controls.aspect.currentText()))
+        return LiveInputs(image, audio if audio is not None and len(audio) else None, pose, FPS,
+                          int(self.controls.seed.value()))
+
+    def _update_live(self, inputs: LiveInputs | None = None) -> None:
+        """Start, feed or stop the live thread: it runs while wanted and nothing generated is shown."""
+        inputs = inputs or self.live_inputs()
+        wanted = self.live_check.isChecked() and inputs is not None and not self._showing_take and not self._closed
+        if not wanted:
+            self.live.stop()
+            return
+        self.live.set_inputs(inputs)
+        self.live.start()
+
+    def _inputs_changed(self, *_args) -> None:
+        if self.busy:
+            return  # the run keeps animating the inputs it was started with
+        self._showing_take = False
+        self._update_live()
+
+    def _live_toggled(self, on: bool) -> None:
+        if on:
+            self.preview.stop()
+            self._showing_take = False
+        else:
+            self.live_note.setText("")
+        self._update_live()
+
+    def _take_shown(self) -> None:
+        """A generated take goes into the preview: the live frames step aside."""
+        self._showing_take = True
+        self.live.stop()
+
+    def _on_live_frame(self, image, i: int, n: int) -> None:
+        if self.live.running and not self._showing_take:
+            self.preview.view.set_image(image)
+            self.preview.label.setText(f"live {i + 1}/{n} (instant engine)")
+        self.live.ack()
+
+    def _on_camera_changed(self, on: bool) -> None:
+        """The webcam puppet: with the camera on, the live preview follows its skeleton."""
+        if not on:
+            self.live.set_live_pose(None)
+        elif not self.busy:
+            self._showing_take = False
+            self._update_live()
+
+    def _on_live_skeleton(self, kp) -> None:
+        if self.live.running:
+            camera = self.pose.capture is not None
+            self.live.set_live_pose(kp if camera else None, self.pose.live_aspect,
+                                    self.pose.mirror.isChecked())
+
     # -- history -----------------------------------------------------------------------------------------
 
     def _add_history(self, rec: RunRecord) -> None:
@@ -383,6 +492,7 @@ class MainWindow(QMainWindow):
         rec = self.history[row]
 
         def done(frames) -> None:
+            self._take_shown()
             self.preview.set_frames(frames, rec.fps, rec.audio)
             self.current = rec
             self.export_btn.setEnabled(True)
@@ -466,6 +576,9 @@ class MainWindow(QMainWindow):
 
     def save_settings(self) -> None:
         self.controls.save(self.settings)
+        self.settings.set("live_preview", self.live_check.isChecked())
+        self.settings.set("live_lips", self.live_lips.value())
+        self.settings.set("live_sway", self.live_sway.value())
         if self.reference.path:
             self.settings.set("last_image", self.reference.path)
         if self.audio.path:
@@ -480,6 +593,7 @@ class MainWindow(QMainWindow):
         self._closed = True
         self.save_settings()
         self.settings.sync()
+        self.live.stop()
         self.preview.stop()
         self.audio.shutdown()
         self.pose.shutdown()

@@ -289,6 +289,7 @@ class PosePanel(QGroupBox):
     poseChanged = Signal()
     modeChanged = Signal(int)
     skeletonShown = Signal(object)  # keypoints (K, 3) of the frame just painted
+    cameraChanged = Signal(bool)  # the webcam started (True) or stopped
 
     NONE, CAMERA, VIDEO = 0, 1, 2
 
@@ -305,6 +306,7 @@ class PosePanel(QGroupBox):
         self.take_fps = 25.0
         self.take_aspect = 1.0
         self.retargeted: np.ndarray | None = None  # (T, K, 3) in the reference frame
+        self.live_aspect = 4 / 3  # width / height of the camera's frames, from the first one
         self._countdown = 0
 
         self.mode_group = QButtonGroup(self)
@@ -443,6 +445,7 @@ class PosePanel(QGroupBox):
         self.live_btn.setText("Stop camera")
         self.live_btn.blockSignals(False)
         self.msg.setText("Starting the camera and the pose tracker...")
+        self.cameraChanged.emit(True)
 
     def stop_live(self) -> None:
         cap, self.capture = self.capture, None
@@ -454,8 +457,11 @@ class PosePanel(QGroupBox):
         self.live_btn.setChecked(False)
         self.live_btn.setText("Start camera")
         self.live_btn.blockSignals(False)
+        if cap is not None:
+            self.cameraChanged.emit(False)
 
     def _on_frame(self, image, kp, fps: float) -> None:
+        self.live_aspect = image.width() / max(1, image.height())
         self.live.set_image(image)
         found = bool((kp[:, 2] > 0).any())
         if self._countdown <= 0 and not self.countdown_timer.isActive():

@@ -34,6 +34,9 @@ DEFAULTS: dict[str, object] = {
     "mirror": True,
     "take_seconds": 5.0,
     "countdown": 3,
+    "live_preview": True,  # the instant engine animates the inputs in the preview while nothing else plays
+    "live_lips": 100,  # % of the predicted lip motion
+    "live_sway": 100,  # % of the head sway
 }
 
 PRESETS: dict[str, dict[str, object]] = {

@@ -1,0 +1,222 @@
+"""The live preview: the instant engine animating the reference in real time, on its own thread.
+
+It shows the current inputs at once -- the picture with the trimmed audio's mouth track, blinks and
+head sway, and the pose take if there is one, looped -- while the diffusion model renders, and it
+follows the webcam's skeleton live (the puppet). The lip and sway sliders act on the next frame.
+
+Threading: one Python thread renders (face mesh warp, body remap) and converts to a ``QImage``;
+the UI thread only paints. A frame is rendered only after the previous one was painted (``ack``),
+so a busy UI never builds a queue; the frame index follows the wall clock, so playback keeps time
+when frames are dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from app.widgets import to_qimage
+
+LIVE_MAX_SIDE = 640  # the live view's long side: real time first
+IDLE_SECONDS = 4.0  # the loop length when nothing but the picture is given (blinks and breathing)
+
+
+@dataclass(frozen=True)
+class LiveInputs:
+    """What the live preview animates. ``pose``: ``(T, K, 3)`` in the reference frame (retargeted)."""
+
+    image: np.ndarray
+    audio: np.ndarray | None = None
+    pose: np.ndarray | None = None
+    fps: float = 25.0
+    seed: int = 0
+
+
+def live_size(h: int, w: int) -> tuple[int, int]:
+    s = min(1.0, LIVE_MAX_SIDE / max(h, w))
+    return max(2, int(round(h * s / 2)) * 2), max(2, int(round(w * s / 2)) * 2)
+
+
+class LivePreview(QObject):
+    """Renders the instant engine at the output fps on a thread of its own while ``running``."""
+
+    frameReady = Signal(object, int, int)  # QImage, frame index, frames in the loop
+    message = Signal(str)  # what the engine can and cannot do with this picture, or why it stopped
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._quit = False
+        self._inputs: LiveInputs | None = None
+        self._inputs_version = 0
+        self._mouth_scale = 1.0
+        self._sway = 1.0
+        self._sway_version = 0
+        self._live_pose: tuple[np.ndarray, float, bool] | None = None  # keypoints, driver aspect, mirror
+        self._live_version = 0
+        self._acked = True
+        self.frames_shown = 0
+
+    # -- controls (UI thread) ------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def set_inputs(self, inputs: LiveInputs | None) -> None:
+        """New picture, audio or pose: the engine is rebuilt (the picture) or the track recomputed."""
+        with self._cond:
+            self._inputs = inputs
+            self._inputs_version += 1
+            self._cond.notify_all()
+
+    def set_mouth_scale(self, scale: float) -> None:
+        with self._cond:
+            self._mouth_scale = float(scale)
+
+    def set_sway(self, sway: float) -> None:
+        with self._cond:
+            self._sway = float(sway)
+            self._sway_version += 1
+            self._cond.notify_all()
+
+    def set_live_pose(self, keypoints: np.ndarray | None, driver_aspect: float = 4 / 3, mirror: bool = False) -> None:
+        """The newest webcam skeleton ``(K, 3)`` (driver frame), or None to follow the take again."""
+        with self._cond:
+            self._live_pose = None if keypoints is None else (np.array(keypoints, np.float32), driver_aspect, mirror)
+            self._live_version += 1
+
+    def ack(self) -> None:
+        """The UI painted the last frame: the next one may be rendered."""
+        with self._cond:
+            self._acked = True
+            self._cond.notify_all()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._quit = False
+        self._acked = True
+        self._thread = threading.Thread(target=self._run, name="instant-live", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop rendering and wait for the thread (at most one frame's work)."""
+        t = self._thread
+        if t is None:
+            return
+        with self._cond:
+            self._quit = True
+            self._cond.notify_all()
+        t.join()
+        self._thread = None
+
+    # -- the render thread ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as e:  # never take the app down from this thread
+            self.message.emit(f"Live preview stopped: {type(e).__name__}: {e}")
+
+    def _loop(self) -> None:
+        from models.errors import UserError
+        from models.instant.engine import InstantEngine
+
+        engine = track = pose = None
+        engine_image = None  # the picture the engine was built for
+        seen_inputs = seen_sway = seen_live = -1
+        retargeter = None
+        live_kp = None
+        t0 = time.perf_counter()
+        fps = 25.0
+        failed_version = -1  # inputs whose picture the engine could not use: wait for new ones
+
+        def ready() -> bool:
+            return self._quit or (self._acked and self._inputs is not None and self._inputs_version != failed_version)
+
+        while True:
+            with self._cond:
+                self._cond.wait_for(ready)
+                if self._quit:
+                    return
+                inputs, version = self._inputs, self._inputs_version
+                mouth_scale, sway, sway_version = self._mouth_scale, self._sway, self._sway_version
+                live, live_version = self._live_pose, self._live_version
+                self._acked = False
+            if version != seen_inputs or sway_version != seen_sway:
+                if engine_image is not inputs.image or engine is None:
+                    try:
+                        engine = InstantEngine(inputs.image, live_size(*inputs.image.shape[:2]))
+                    except UserError as e:
+                        self.message.emit(str(e))
+                        engine = None
+                    engine_image = inputs.image
+                    retargeter = None
+                    if engine is not None:
+                        self.message.emit(engine.message)
+                if engine is None:
+                    with self._cond:
+                        failed_version = version
+                        self._acked = True
+                    continue
+                fps = float(inputs.fps)
+                n, pose = self._length_and_pose(engine, inputs)
+                track = engine.audio_track(inputs.audio, n, fps, seed=inputs.seed,
+                                           sway=sway * (0.4 if pose is not None else 1.0))
+                if version != seen_inputs:
+                    t0 = time.perf_counter()
+                seen_inputs, seen_sway = version, sway_version
+            if live_version != seen_live:
+                seen_live = live_version
+                live_kp = None
+                if live is not None and engine is not None and engine.body.usable:
+                    from models.conditions.retarget import Retargeter
+
+                    kp, aspect, mirror = live
+                    if retargeter is None or retargeter.mirror != mirror or retargeter.driver_aspect != aspect:
+                        retargeter = Retargeter(engine.reference_keypoints, aspect, engine.width / engine.height,
+                                                mirror=mirror)
+                    if (kp[:, 2] > 0).any():
+                        live_kp = retargeter(kp)
+                elif live is None:
+                    retargeter = None
+            n = len(track.mouth)
+            i = int((time.perf_counter() - t0) * fps) % n
+            body = live_kp if live_kp is not None else (pose[i] if pose is not None else None)
+            frame = engine.render_track(track, i, body, mouth_scale=mouth_scale)
+            self.frames_shown += 1
+            self.frameReady.emit(to_qimage(frame), i, n)
+            # Keep the output's frame rate: no faster than fps even when the UI acks at once.
+            wait = t0 + (int((time.perf_counter() - t0) * fps) + 1) / fps - time.perf_counter()
+            if wait > 0:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._quit, timeout=wait)
+
+    @staticmethod
+    def _length_and_pose(engine, inputs: LiveInputs) -> tuple[int, np.ndarray | None]:
+        from models.media import SAMPLE_RATE, num_video_frames
+
+        fps = float(inputs.fps)
+        pose = inputs.pose
+        if pose is not None and (len(pose) == 0 or not engine.body.usable):
+            pose = None
+        if inputs.audio is not None and len(inputs.audio):
+            n = num_video_frames(len(inputs.audio), fps, SAMPLE_RATE)
+        elif pose is not None:
+            n = len(pose)
+        else:
+            n = int(round(IDLE_SECONDS * fps))
+        n = max(1, n)
+        if pose is not None:
+            from models.conditions.smoothing import smooth_offline
+
+            if len(pose) < n:
+                pose = np.concatenate([pose, np.repeat(pose[-1:], n - len(pose), axis=0)])
+            pose = smooth_offline(pose[:n], fps=fps, sigma_seconds=0.04)
+        return n, pose

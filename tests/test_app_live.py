@@ -1,0 +1,154 @@
+"""The live preview: the instant engine on its own thread, then inside the main window."""
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+pytest.importorskip("mediapipe")
+
+from app.live import LiveInputs, LivePreview, live_size  # noqa: E402
+from models.media import SAMPLE_RATE, num_video_frames, read_audio, read_image  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+TOON = ROOT / "resources/examples/toon.png"
+SPEECH = ROOT / "resources/examples/speech.wav"
+
+
+@pytest.fixture(scope="module")
+def example():
+    return read_image(TOON), read_audio(SPEECH)
+
+
+def _to_array(img) -> np.ndarray:
+    img = img.convertToFormat(img.Format.Format_RGB888)
+    h, w, bpl = img.height(), img.width(), img.bytesPerLine()
+    return np.frombuffer(img.constBits(), np.uint8).reshape(h, bpl)[:, : 3 * w].reshape(h, w, 3).copy()
+
+
+class Frames:
+    """Collects live frames (on the render thread) and acknowledges each, as the UI does."""
+
+    def __init__(self, live: LivePreview) -> None:
+        self.items: list[tuple[np.ndarray, int, int]] = []
+        self.lock = threading.Lock()
+        self.live = live
+        live.frameReady.connect(self.on_frame)
+
+    def on_frame(self, image, i, n) -> None:
+        with self.lock:
+            self.items.append((_to_array(image), i, n))
+        self.live.ack()
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.items)
+
+
+def test_live_preview_animates_the_inputs_in_time_then_stops(qtbot, example):
+    img, audio = example
+    live = LivePreview()
+    frames = Frames(live)
+    with qtbot.waitSignal(live.message, timeout=30000) as said:
+        live.set_inputs(LiveInputs(img, audio, None, 25.0, seed=3))
+        live.start()
+    assert "face" in said.args[0].lower()
+    qtbot.waitUntil(lambda: frames.count() >= 8, timeout=30000)
+    live.stop()
+    assert not live.running and not any(t.name == "instant-live" for t in threading.enumerate())
+    n_total = num_video_frames(len(audio), 25.0, SAMPLE_RATE)
+    h, w = live_size(*img.shape[:2])
+    arr, _, n = frames.items[-1]
+    assert n == n_total and arr.shape == (h, w, 3)
+    idx = [i for _, i, _ in frames.items]
+    assert idx == sorted(idx) and len(set(idx)) == len(idx)  # the clock moves forward, one frame at a time
+
+
+def test_lip_slider_zero_keeps_the_mouth_at_rest_and_a_live_pose_moves_the_arms(qtbot, example):
+    from models.conditions.reference import analyze_reference
+    from models.instant.engine import InstantEngine
+
+    img, audio = example
+    live = LivePreview()
+    frames = Frames(live)
+    live.set_mouth_scale(0.0)
+    live.set_sway(0.0)
+    live.set_inputs(LiveInputs(img, audio, None, 25.0, seed=3))
+    live.start()
+    try:
+        qtbot.waitUntil(lambda: frames.count() >= 3, timeout=30000)
+        # Lips at 0% and no sway: every frame is the engine's rest frame, apart from blinks (eyes only).
+        h, w = live_size(*img.shape[:2])
+        rest = InstantEngine(img, (h, w)).render(None)
+        lower = slice(int(0.55 * h), h)
+        for arr, _, _ in frames.items[:3]:
+            assert np.abs(arr[lower].astype(int) - rest[lower]).max() <= 2
+        # The webcam skeleton: the reference's own pose with both wrists raised.
+        kp = analyze_reference(img).keypoints.copy()
+        for wrist, elbow in ((15, 13), (16, 14)):
+            kp[wrist, 1] = kp[elbow, 1] - 0.15
+        seen = frames.count()
+        live.set_live_pose(kp, img.shape[1] / img.shape[0], mirror=False)
+        qtbot.waitUntil(lambda: frames.count() >= seen + 3, timeout=30000)
+        moved = frames.items[-1][0]
+        assert np.abs(moved[lower].astype(int) - rest[lower]).mean() > 2.0
+        live.set_live_pose(None)
+        seen = frames.count()
+        qtbot.waitUntil(lambda: frames.count() >= seen + 3, timeout=30000)
+        assert np.abs(frames.items[-1][0][lower].astype(int) - rest[lower]).max() <= 2
+    finally:
+        live.stop()
+
+
+def test_a_picture_the_engine_cannot_use_is_explained_and_new_inputs_recover(qtbot, example):
+    img, audio = example
+    live = LivePreview()
+    frames = Frames(live)
+    live.start()
+    try:
+        with qtbot.waitSignal(live.message, timeout=30000) as said:
+            live.set_inputs(LiveInputs(np.zeros((64, 64), np.uint8), audio))  # not an RGB picture
+        assert "RGB" in said.args[0] and live.running and frames.count() == 0
+        with qtbot.waitSignal(live.message, timeout=30000) as said:
+            live.set_inputs(LiveInputs(np.full((96, 96, 3), 200, np.uint8), audio))  # nobody in it
+        assert "No face found" in said.args[0]
+        qtbot.waitUntil(lambda: frames.count() >= 1, timeout=30000)  # the still picture, and why
+        live.set_inputs(LiveInputs(img, None))  # the picture alone: an idle loop of blinks
+        qtbot.waitUntil(lambda: frames.count() >= 2, timeout=30000)
+        assert frames.items[-1][2] == 100
+    finally:
+        live.stop()
+
+
+def test_main_window_shows_live_frames_until_the_first_segment(qtbot, tmp_path, example):
+    from app.audio_io import AudioStatus
+    from app.main_window import MainWindow
+    from app.settings import AppSettings
+
+    s = AppSettings(tmp_path / "settings.ini")
+    s.set("sessions_dir", str(tmp_path / "sessions"))
+    w = MainWindow(s, first_run_check=False, audio_status=AudioStatus(False, "none", [], False))
+    qtbot.addWidget(w)
+    try:
+        img, audio = example
+        assert w.live_check.isChecked()  # on by default
+        w.reference.set_image(img, None, "test picture", str(TOON))
+        w.audio.set_audio(audio, str(SPEECH))
+        qtbot.waitUntil(lambda: w.preview.label.text().startswith("live "), timeout=30000)
+        assert w.live.running and w.preview.view.has_image()
+        w.controls.apply({"model": "preset:tiny", "area": 64 * 64, "segment_frames": 9, "steps": 2,
+                          "max_seconds": 1.0, "random_seed": False, "seed": 7, "device": "cpu"})
+        with qtbot.waitSignal(w.runFinished, timeout=60000):
+            assert w.generate()
+        assert not w.live.running and not w.preview.label.text().startswith("live ")  # the take replaced it
+        w.live_check.setChecked(False)
+        w.live_check.setChecked(True)  # back to live on demand
+        qtbot.waitUntil(lambda: w.preview.label.text().startswith("live "), timeout=30000)
+        w.live_lips.setValue(150)
+        w.save_settings()
+        assert s.get("live_lips") == 150
+    finally:
+        w.shutdown()
+    assert not w.live.running
