@@ -97,6 +97,8 @@ class ControlsPanel(QGroupBox):
         self.aspect.addItems(list(ASPECTS))
         self.aspect.setToolTip("Aspect ratio of the video: the picture's own, or a centre crop of it.")
         self.segment_frames = QComboBox()
+        # A model generates best in segments as long as the windows it was trained on.
+        self.segment_frames.addItem("the model's (its training length)", 0)
         for n in SEGMENT_FRAMES:
             self.segment_frames.addItem(f"{n} frames ({n / 25:.2f} s)", n)
         self.max_seconds = QDoubleSpinBox()
@@ -258,7 +260,7 @@ class ControlsPanel(QGroupBox):
         seed = random.randrange(2**31) if v["random_seed"] else v["seed"]
         return GenerationSettings(
             steps=v["steps"], cfg_text=v["cfg_text"], cfg_audio=v["cfg_audio"], anneal=v["anneal"],
-            anneal_strength=v["anneal_strength"], seed=seed, segment_frames=v["segment_frames"],
+            anneal_strength=v["anneal_strength"], seed=seed, segment_frames=v["segment_frames"] or None,
             area=v["area"], fps=fps, max_frames=int(round(v["max_seconds"] * fps)) or None,
         )
 

@@ -27,7 +27,7 @@ DEFAULTS: dict[str, object] = {
     "random_seed": False,
     "area": 128 * 128,
     "aspect": "from picture",
-    "segment_frames": 25,
+    "segment_frames": 0,  # 0: the model's own (the length of its training windows)
     "max_seconds": 4.0,
     "export_quality": "high",
     "export_png": False,
@@ -40,9 +40,9 @@ DEFAULTS: dict[str, object] = {
 }
 
 PRESETS: dict[str, dict[str, object]] = {
-    "fast preview": {"steps": 8, "area": 96 * 96, "segment_frames": 13, "max_seconds": 2.0,
+    "fast preview": {"steps": 8, "area": 96 * 96, "segment_frames": 0, "max_seconds": 2.0,
                      "anneal": "cosine", "anneal_strength": 0.6},
-    "quality": {"steps": 30, "area": 128 * 128, "segment_frames": 25, "max_seconds": 0.0,
+    "quality": {"steps": 30, "area": 128 * 128, "segment_frames": 0, "max_seconds": 0.0,
                 "anneal": "cosine", "anneal_strength": 0.6},
 }
 

@@ -4,7 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   missing=""
-  for pkg in espeak-ng libespeak-ng1 libportaudio2 libgl1 libegl1 libglib2.0-0 libxkbcommon0 libfontconfig1 libdbus-1-3; do
+  # The xcb libraries are what Qt needs for a window on an X desktop (offscreen runs need none of them).
+  for pkg in espeak-ng libespeak-ng1 libportaudio2 libgl1 libegl1 libglib2.0-0 libxkbcommon0 libfontconfig1 libdbus-1-3 \
+      libxkbcommon-x11-0 libxcb-icccm4 libxcb-cursor0 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 \
+      libxcb-shape0 libxcb-xinerama0 libxcb-xkb1; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
   done
   if [ -n "$missing" ]; then
