@@ -7,7 +7,8 @@ follows the webcam's skeleton live (the puppet). The lip and sway sliders act on
 Threading: one Python thread renders (face mesh warp, body remap) and converts to a ``QImage``;
 the UI thread only paints. A frame is rendered only after the previous one was painted (``ack``),
 so a busy UI never builds a queue; the frame index follows the wall clock, so playback keeps time
-when frames are dropped.
+when frames are dropped. While the user records, the microphone drives the lips frame by frame
+(``LiveMouth``), so the character speaks along.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from app.widgets import to_qimage
 
 LIVE_MAX_SIDE = 640  # the live view's long side: real time first
 IDLE_SECONDS = 4.0  # the loop length when nothing but the picture is given (blinks and breathing)
+MIC_LATENCY_FRAMES = 3  # the lips trail the microphone by 3 frames (120 ms at 25 fps): quick, nearly exact
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,9 @@ class LivePreview(QObject):
         self._live_pose: tuple[np.ndarray, float, bool] | None = None  # keypoints, driver aspect, mirror
         self._live_version = 0
         self._acked = True
+        self._mic_rate: float | None = None  # the microphone drives the lips while set
+        self._mic_version = 0
+        self._mic_blocks: list[np.ndarray] = []
         self.frames_shown = 0
 
     # -- controls (UI thread) ------------------------------------------------------------------------
@@ -90,6 +95,20 @@ class LivePreview(QObject):
         with self._cond:
             self._live_pose = None if keypoints is None else (np.array(keypoints, np.float32), driver_aspect, mirror)
             self._live_version += 1
+
+    def set_mic(self, rate: float | None) -> None:
+        """The microphone at ``rate`` Hz drives the lips (``push_mic``), or None: the audio track does."""
+        with self._cond:
+            self._mic_rate = None if rate is None else float(rate)
+            self._mic_version += 1
+            self._mic_blocks = []
+
+    def push_mic(self, samples: np.ndarray) -> None:
+        """New microphone samples (mono, at the rate given to ``set_mic``); any thread."""
+        if len(samples):
+            with self._cond:
+                if self._mic_rate is not None:
+                    self._mic_blocks.append(np.asarray(samples, np.float32).ravel())
 
     def ack(self) -> None:
         """The UI painted the last frame: the next one may be rendered."""
@@ -133,6 +152,9 @@ class LivePreview(QObject):
         seen_inputs = seen_sway = seen_live = -1
         retargeter = None
         live_kp = None
+        seen_mic = -1
+        mic_mouth = None  # LiveMouth while the microphone drives the lips
+        mic_row = None  # its newest mouth parameters
         t0 = time.perf_counter()
         fps = 25.0
         failed_version = -1  # inputs whose picture the engine could not use: wait for new ones
@@ -148,6 +170,8 @@ class LivePreview(QObject):
                 inputs, version = self._inputs, self._inputs_version
                 mouth_scale, sway, sway_version = self._mouth_scale, self._sway, self._sway_version
                 live, live_version = self._live_pose, self._live_version
+                mic_rate, mic_version = self._mic_rate, self._mic_version
+                mic_blocks, self._mic_blocks = self._mic_blocks, []
                 self._acked = False
             if version != seen_inputs or sway_version != seen_sway:
                 if engine_image is not inputs.image or engine is None:
@@ -186,10 +210,30 @@ class LivePreview(QObject):
                         live_kp = retargeter(kp)
                 elif live is None:
                     retargeter = None
+            if mic_version != seen_mic:
+                seen_mic = mic_version
+                mic_mouth = mic_row = None
+                if mic_rate is not None:
+                    from models.instant.mouth import LiveMouth
+
+                    mic_mouth = LiveMouth(latency_frames=MIC_LATENCY_FRAMES)
+            if mic_mouth is not None and mic_blocks:
+                from app.audio_io import resample
+
+                rows = mic_mouth.push(resample(np.concatenate(mic_blocks), mic_rate))
+                if len(rows):
+                    mic_row = rows[-1]
             n = len(track.mouth)
             i = int((time.perf_counter() - t0) * fps) % n
             body = live_kp if live_kp is not None else (pose[i] if pose is not None else None)
-            frame = engine.render_track(track, i, body, mouth_scale=mouth_scale)
+            if mic_mouth is not None:
+                from models.data.visemes import REST
+
+                rest = np.asarray(REST, np.float32)
+                mouth = rest if mic_row is None else np.clip(rest + (mic_row - rest) * mouth_scale, 0, 1)
+                frame = engine.render(mouth, body, tuple(track.blink[i]), None)
+            else:
+                frame = engine.render_track(track, i, body, mouth_scale=mouth_scale)
             self.frames_shown += 1
             self.frameReady.emit(to_qimage(frame), i, n)
             # Keep the output's frame rate: no faster than fps even when the UI acks at once.

@@ -233,6 +233,11 @@ class MainWindow(QMainWindow):
         self.controls.aspect.currentTextChanged.connect(self._inputs_changed)
         self.pose.skeletonShown.connect(self._on_live_skeleton)
         self.pose.cameraChanged.connect(self._on_camera_changed)
+        self.audio.recordingChanged.connect(self._on_recording_changed)
+        self._mic_timer = QTimer(self)
+        self._mic_timer.setInterval(33)
+        self._mic_timer.timeout.connect(self._feed_mic)
+        self._mic_pos = 0
         self.preview.play_btn.toggled.connect(lambda on: self._take_shown() if on else None)
         self._restore_inputs()
         if first_run_check and not self.settings.get("system_checked", False):
@@ -456,6 +461,28 @@ class MainWindow(QMainWindow):
             self.preview.label.setText(f"live {i + 1}/{n} (instant engine)")
         self.live.ack()
 
+    def _on_recording_changed(self, on: bool) -> None:
+        """While the microphone records, it drives the live preview's lips: speak and see."""
+        rec = self.audio.recorder
+        if on and rec is not None and not self.busy:
+            self._showing_take = False
+            self._update_live()
+            self.live.set_mic(rec.samplerate)
+            self._mic_pos = 0
+            self._mic_timer.start()
+        else:
+            self._mic_timer.stop()
+            self.live.set_mic(None)
+
+    def _feed_mic(self) -> None:
+        rec = self.audio.recorder
+        if rec is None:
+            return
+        snap = rec.snapshot()  # the take so far, at the device rate (joined blocks: cheap)
+        if len(snap) > self._mic_pos:
+            self.live.push_mic(snap[self._mic_pos:])
+            self._mic_pos = len(snap)
+
     def _on_camera_changed(self, on: bool) -> None:
         """The webcam puppet: with the camera on, the live preview follows its skeleton."""
         if not on:
@@ -593,6 +620,7 @@ class MainWindow(QMainWindow):
         self._closed = True
         self.save_settings()
         self.settings.sync()
+        self._mic_timer.stop()
         self.live.stop()
         self.preview.stop()
         self.audio.shutdown()

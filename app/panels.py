@@ -122,6 +122,7 @@ class AudioPanel(QGroupBox):
     """Load a file or record the microphone; waveform with trim handles; playback."""
 
     audioChanged = Signal()
+    recordingChanged = Signal(bool)  # the microphone started (True) or stopped recording
 
     def __init__(self, tasks: TaskRunner, player, stream_factory=None, audio_status=None, parent=None) -> None:
         super().__init__("2  Audio", parent)
@@ -246,6 +247,7 @@ class AudioPanel(QGroupBox):
         self.wave.recording = True
         self.msg.setText(f"Recording at {rate:.0f} Hz...")
         self.timer.start()
+        self.recordingChanged.emit(True)
 
     def _poll(self) -> None:
         rec = self.recorder
@@ -266,6 +268,7 @@ class AudioPanel(QGroupBox):
         if rec is None:
             return
         audio = rec.stop()
+        self.recordingChanged.emit(False)
         if len(audio) == 0:
             self.msg.setText("Nothing was recorded.")
             return

@@ -152,3 +152,67 @@ def test_main_window_shows_live_frames_until_the_first_segment(qtbot, tmp_path, 
     finally:
         w.shutdown()
     assert not w.live.running
+
+
+def test_the_microphone_drives_the_lips_frame_by_frame(qtbot, example):
+    from app.audio_io import resample
+    from models.instant.engine import InstantEngine
+
+    img, audio = example
+    h, w = live_size(*img.shape[:2])
+    eng = InstantEngine(img, (h, w))
+    rest = eng.render(None).astype(int)
+    mouth = np.abs(eng.render(np.array([0.9, 0.5, 0.2, 0.0])).astype(int) - rest).max(-1) > 20  # the lips' area
+    assert mouth.sum() > 20
+
+    def lips_moved(arr) -> float:
+        return float(np.abs(arr.astype(int) - rest)[mouth].mean())
+
+    live = LivePreview()
+    frames = Frames(live)
+    live.set_inputs(LiveInputs(img, None, None, 25.0, seed=1))
+    live.set_mic(48000.0)
+    live.start()
+    try:
+        mic = resample(audio[: 3 * 16000], 16000, target=48000)
+        moved = []
+        for k in range(0, len(mic), 4800):  # 0.1 s blocks, as a sound card delivers them
+            seen = frames.count()
+            live.push_mic(mic[k : k + 4800])
+            qtbot.waitUntil(lambda s=seen: frames.count() > s, timeout=10000)
+            moved.append(lips_moved(frames.items[-1][0]))
+        assert max(moved) > 15, moved  # the lips opened with the speech
+        for _ in range(10):  # then 1 s of silence: back to rest
+            seen = frames.count()
+            live.push_mic(np.zeros(4800, np.float32))
+            qtbot.waitUntil(lambda s=seen: frames.count() > s, timeout=10000)
+        assert lips_moved(frames.items[-1][0]) < 2
+    finally:
+        live.stop()
+
+
+def test_recording_in_the_audio_panel_feeds_the_live_lips(qtbot, tmp_path, example):
+    from app.audio_io import AudioStatus
+    from app.main_window import MainWindow
+    from app.settings import AppSettings
+    from tests.test_app_window import FakeMic
+
+    s = AppSettings(tmp_path / "settings.ini")
+    s.set("sessions_dir", str(tmp_path / "sessions"))
+    w = MainWindow(s, first_run_check=False, stream_factory=FakeMic,
+                   audio_status=AudioStatus(True, "fake", [(0, "Fake mic", 48000.0)], False))
+    qtbot.addWidget(w)
+    pushed = []
+    real_push = w.live.push_mic
+    w.live.push_mic = lambda samples: (pushed.append(len(samples)), real_push(samples))
+    try:
+        img, _ = example
+        w.reference.set_image(img, None, "test picture", str(TOON))
+        w.audio.rec_btn.click()
+        assert w.audio.recorder is not None and w.live.running and w.live._mic_rate == 48000.0
+        FakeMic.instances[-1].push(0.3)
+        qtbot.waitUntil(lambda: sum(pushed) == int(0.3 * 48000), timeout=5000)
+        w.audio.rec_btn.click()  # stop: the take becomes the audio, the lips follow the track again
+        assert w.live._mic_rate is None and not w._mic_timer.isActive()
+    finally:
+        w.shutdown()
