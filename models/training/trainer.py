@@ -104,6 +104,12 @@ class Trainer:
             device = f"cuda:{self.dist.local_rank}" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.amp = self.device.type == "cuda"
+        if self.amp:
+            # Fixed window shapes: let cuDNN pick the fastest 3D convolutions (the VAE), and TF32 for
+            # what runs outside bf16 autocast.
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
         self.num_workers = recipe.num_workers if num_workers is None else num_workers
         self.max_steps = max_steps
