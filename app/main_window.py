@@ -134,7 +134,8 @@ class MainWindow(QMainWindow):
         self.segment_bar = QProgressBar()
         self.segment_bar.setFormat("segment %v/%m")
         self.eta_label = QLabel("")
-        self.status_label = QLabel("Open a picture and an audio file (or record), then Generate.")
+        self.status_label = QLabel("Open a picture and an audio file (or record), then Generate. "
+                                   "New here? File > Open the example.")
         self.status_label.setWordWrap(True)
         self.quality = QComboBox()
         self.quality.addItems(list(EXPORT_QUALITY))
@@ -252,6 +253,7 @@ class MainWindow(QMainWindow):
             ("Open picture...", self.reference._open, QKeySequence.StandardKey.Open),
             ("Open audio...", self.audio._open, None),
             ("Open driving video...", lambda: (self.pose.set_mode(PosePanel.VIDEO), self.pose._open_video()), None),
+            ("Open the example (toon and speech)", self.open_example, None),
             ("Export MP4...", self._export_dialog, QKeySequence("Ctrl+E")),
             ("Open output folder", self.open_output_folder, None),
             ("Set sessions folder...", self._choose_sessions_dir, None),
@@ -277,6 +279,16 @@ class MainWindow(QMainWindow):
         c.setShortcut(QKeySequence("Escape"))
         c.triggered.connect(self.cancel)
         self.addAction(c)
+
+    def open_example(self) -> None:
+        """The bundled example: a toon picture and its espeak-ng speech, to try everything at once."""
+        root = Path(__file__).resolve().parent.parent / "resources" / "examples"
+        image, speech = root / "toon.png", root / "speech.wav"
+        if not (image.is_file() and speech.is_file()):
+            self._warn("Example missing", f"{root}: the example files are not there (a partial install?).")
+            return
+        self.reference.load(str(image))
+        self.audio.load(str(speech))
 
     # -- inputs remembered between runs ------------------------------------------------------------------
 

@@ -216,3 +216,22 @@ def test_recording_in_the_audio_panel_feeds_the_live_lips(qtbot, tmp_path, examp
         assert w.live._mic_rate is None and not w._mic_timer.isActive()
     finally:
         w.shutdown()
+
+
+def test_open_the_example_loads_picture_and_speech_and_the_live_preview_starts(qtbot, tmp_path):
+    from app.audio_io import AudioStatus
+    from app.main_window import MainWindow
+    from app.settings import AppSettings
+
+    s = AppSettings(tmp_path / "settings.ini")
+    s.set("sessions_dir", str(tmp_path / "sessions"))
+    w = MainWindow(s, first_run_check=False, audio_status=AudioStatus(False, "none", [], False))
+    qtbot.addWidget(w)
+    try:
+        assert "File > Open the example" in w.status_label.text()
+        w.open_example()
+        qtbot.waitUntil(lambda: w.reference.image is not None and w.audio.audio is not None, timeout=30000)
+        qtbot.waitUntil(lambda: w.preview.label.text().startswith("live "), timeout=30000)
+        assert w.reference.path.endswith("toon.png") and w.audio.path.endswith("speech.wav")
+    finally:
+        w.shutdown()
