@@ -38,6 +38,11 @@ class LiveInputs:
     seed: int = 0
 
 
+def _same_picture(a: np.ndarray | None, b: np.ndarray) -> bool:
+    """Same pixels (a crop or copy of the same picture keeps the engine: its face mesh costs ~1 s)."""
+    return a is b or (a is not None and a.shape == b.shape and np.array_equal(a, b))
+
+
 def live_size(h: int, w: int) -> tuple[int, int]:
     s = min(1.0, LIVE_MAX_SIDE / max(h, w))
     return max(2, int(round(h * s / 2)) * 2), max(2, int(round(w * s / 2)) * 2)
@@ -174,7 +179,7 @@ class LivePreview(QObject):
                 mic_blocks, self._mic_blocks = self._mic_blocks, []
                 self._acked = False
             if version != seen_inputs or sway_version != seen_sway:
-                if engine_image is not inputs.image or engine is None:
+                if engine is None or not _same_picture(engine_image, inputs.image):
                     try:
                         engine = InstantEngine(inputs.image, live_size(*inputs.image.shape[:2]))
                     except UserError as e:

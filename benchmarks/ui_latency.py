@@ -28,6 +28,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--segment", type=int, default=9)
+    ap.add_argument("--no-live", action="store_true", help="turn the live instant preview off (on by default)")
     args = ap.parse_args()
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -44,6 +45,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         settings = AppSettings(Path(tmp) / "settings.ini")
         settings.set("sessions_dir", str(Path(tmp) / "sessions"))
+        settings.set("live_preview", not args.no_live)
         win = MainWindow(settings, first_run_check=False)
         win.show()
         win.reference.set_image(read_image(ROOT / "resources/examples/toon.png"), None, "", "")
@@ -59,6 +61,10 @@ def main() -> int:
         t0 = time.perf_counter()
 
         def start() -> None:
+            # As a user would: the picture is loaded (and the live preview playing) before Generate.
+            if not args.no_live and not win.preview.label.text().startswith("live "):
+                QTimer.singleShot(50, start)
+                return
             probe.start()
             win.generate()
             poll.start(20)
@@ -69,7 +75,7 @@ def main() -> int:
         wall = time.perf_counter() - t0
         win.shutdown()
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    print(f"model {args.model}, {args.steps} steps, {args.seconds:g} s of video, {len(segments)} segments, "
+    print(f"live instant preview {'off' if args.no_live else 'on'}; model {args.model}, {args.steps} steps, {args.seconds:g} s of video, {len(segments)} segments, "
           f"{wall:.1f} s wall, {os.cpu_count()} CPUs, load average {load[0]:.1f}")
     print(f"UI-thread gaps over {len(probe.gaps)} ticks of a {probe.interval_ms} ms timer: "
           f"worst {probe.worst_ms:.1f} ms, p99.9 {probe.percentile_ms(99.9):.1f} ms, "
