@@ -75,7 +75,8 @@ def main() -> int:
         wall = time.perf_counter() - t0
         win.shutdown()
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    print(f"live instant preview {'off' if args.no_live else 'on'}; model {args.model}, {args.steps} steps, {args.seconds:g} s of video, {len(segments)} segments, "
+    print(f"live instant preview {'off' if args.no_live else 'on'}; "
+          f"model {args.model}, {args.steps} steps, {args.seconds:g} s of video, {len(segments)} segments, "
           f"{wall:.1f} s wall, {os.cpu_count()} CPUs, load average {load[0]:.1f}")
     print(f"UI-thread gaps over {len(probe.gaps)} ticks of a {probe.interval_ms} ms timer: "
           f"worst {probe.worst_ms:.1f} ms, p99.9 {probe.percentile_ms(99.9):.1f} ms, "
