@@ -16,7 +16,11 @@ from models.data.format import ClipStore
 from models.media import write_video
 
 TILE = 256
-CAPTION_H = 56
+FONT, FONT_SCALE, LINE_H = cv2.FONT_HERSHEY_PLAIN, 0.75, 12
+CAPTION_LINES = 5
+CAPTION_H = (CAPTION_LINES + 1) * LINE_H + 8  # caption lines, then the flags
+# Characters that fit across a tile in the caption font (it is monospaced).
+CHARS_PER_LINE = max(8, (TILE - 6) * 20 // cv2.getTextSize("x" * 20, FONT, FONT_SCALE, 1)[0][0])
 
 
 def _tile(frame: np.ndarray, kp: np.ndarray, mouth: np.ndarray | None, caption: str, flags: str) -> np.ndarray:
@@ -31,11 +35,14 @@ def _tile(frame: np.ndarray, kp: np.ndarray, mouth: np.ndarray | None, caption: 
         for i, v in enumerate(mouth):
             cv2.rectangle(tile, (2 + i * 7, TILE - 4), (7 + i * 7, TILE - 4 - int(40 * float(v))),
                           ((255, 80, 80), (80, 255, 80), (80, 160, 255), (255, 255, 80))[i], -1)
-    lines = textwrap.wrap(caption, 52)[:3]
+    lines = textwrap.wrap(caption, CHARS_PER_LINE)
+    if len(lines) > CAPTION_LINES:
+        lines = lines[:CAPTION_LINES]
+        lines[-1] = lines[-1][: CHARS_PER_LINE - 3] + "..."
     for i, line in enumerate(lines):
-        cv2.putText(tile, line, (3, TILE + 13 + i * 12), cv2.FONT_HERSHEY_PLAIN, 0.75, (230, 230, 230), 1, cv2.LINE_AA)
-    cv2.putText(tile, flags, (3, TILE + 13 + 3 * 12 + 2), cv2.FONT_HERSHEY_PLAIN, 0.75, (120, 220, 255), 1,
-                cv2.LINE_AA)
+        cv2.putText(tile, line, (3, TILE + 13 + i * LINE_H), FONT, FONT_SCALE, (230, 230, 230), 1, cv2.LINE_AA)
+    cv2.putText(tile, flags[:CHARS_PER_LINE], (3, TILE + 13 + CAPTION_LINES * LINE_H + 2), FONT, FONT_SCALE,
+                (120, 220, 255), 1, cv2.LINE_AA)
     return tile
 
 
@@ -58,7 +65,7 @@ def write_preview(root: str | os.PathLike, out: str | os.PathLike, count: int = 
     grid = np.zeros((n, rows * (TILE + CAPTION_H), cols * TILE, 3), np.uint8)
     for j, d in enumerate(clips):
         r, c = divmod(j, cols)
-        flags = f"lipsync {'ok' if d['lipsync_ok'] else 'FAIL'}  pose {'ok' if d['pose_ok'] else 'FAIL'}  {d['id']}"
+        flags = f"{d['id']} lip {'ok' if d['lipsync_ok'] else 'FAIL'} pose {'ok' if d['pose_ok'] else 'FAIL'}"
         for f in range(n):
             g = min(f, len(d["frames"]) - 1)
             tile = _tile(d["frames"][g], d["keypoints"][g], None if d["mouth"] is None else d["mouth"][g],
