@@ -14,11 +14,12 @@
 #
 # Knobs for a dry run on a CPU (the test suite uses them): OMNI_SIZE (synth preset, default toon-s),
 # OMNI_RECIPE (default toon-s-gpu-session), OMNI_CLIPS (default 2400), OMNI_BANK_COUNT (default 480),
-# OMNI_WORKERS (default: all cores), OMNI_DEVICE (default auto), OMNI_WORK (scratch, default /tmp/omni-train).
+# OMNI_WORKERS (default: all cores), OMNI_DEVICE (default auto), OMNI_WORK (scratch, default /tmp/omni-train),
+# OMNI_KIT (default .devkit), OMNI_RESERVE (seconds kept for the export, default 45), OMNI_MIN_TRAIN (default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-KIT="$ROOT/.devkit"
+KIT="${OMNI_KIT:-$ROOT/.devkit}"
 ASIDE="${OMNI_ASIDE:-/tmp/omnihuman-bundled-toon-s.safetensors}"
 BUNDLED="$ROOT/resources/models/toon-s/model.safetensors"
 PIECE_MIB=15
@@ -79,12 +80,12 @@ run() {
   # What is left, less a reserve for the export and the pieces, goes to timing and training; the
   # fitted plan aims 10% short of it for what probe steps do not see (loader starts between stages,
   # checkpoints, latent calibration), and --max-minutes cuts the run at the reserve in any case.
-  local left fit_minutes
-  left=$(( deadline - $(now) - 45 ))
-  [ "$left" -gt 60 ] || { say "too little time left to train ($left s)"; exit 5; }
+  local left fit_minutes reserve="${OMNI_RESERVE:-45}"
+  left=$(( deadline - $(now) - reserve ))
+  [ "$left" -gt "${OMNI_MIN_TRAIN:-60}" ] || { say "too little time left to train ($left s)"; exit 5; }
   python3 main.py fit-recipe --recipe "$recipe" --data "$work/data" --device "$device" \
     --end-by "$(( $(now) + left * 9 / 10 ))" --out "$work/fitted.json"
-  left=$(( deadline - $(now) - 45 ))
+  left=$(( deadline - $(now) - reserve ))
   fit_minutes=$(python3 -c "print(max(0.2, $left / 60))")
   say "training for at most $fit_minutes min"
   python3 main.py train --recipe "$work/fitted.json" --data "$work/data" --out "$work/run" --device "$device" \

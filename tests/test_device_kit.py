@@ -1,0 +1,65 @@
+"""scripts/device_train.sh, the one-call GPU training of the bundled model, dry-run on this CPU at the
+tiny size: a lent GPU has minutes, so the script must already work when one is drawn."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "device_train.sh"
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory):
+    from models.data.speech import build_speech_bank
+
+    if not shutil.which("bash"):
+        pytest.skip("needs bash")
+    try:
+        root = tmp_path_factory.mktemp("kit")
+        build_speech_bank(root / "bank", 4, seed=1)
+    except Exception as e:  # no espeak-ng: the bank cannot be built here
+        pytest.skip(f"speech bank: {e}")
+    return root
+
+
+def test_run_then_collect_gives_a_loadable_model(kit, tmp_path):
+    from models.checkpoint import load_model
+
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "OMNI_KIT": str(kit), "OMNI_SIZE": "tiny", "OMNI_RECIPE": "tiny-test",
+           "OMNI_CLIPS": "4", "OMNI_WORKERS": "1", "OMNI_DEVICE": "cpu", "OMNI_WORK": str(tmp_path / "work"),
+           "OMNI_RESERVE": "5", "OMNI_MIN_TRAIN": "5"}
+    proc = subprocess.run(["bash", str(SCRIPT), "run", "0.6"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    names = sorted(p.name for p in out.iterdir())
+    for want in ("MODEL_CARD.md", "config.json", "log.jsonl", "model.safetensors.part0", "model.sha256",
+                 "recipe.fitted.json", "run.log"):
+        assert want in names, names
+    assert "fitted to" in (out / "recipe.fitted.json").read_text()
+    dest = tmp_path / "model"
+    proc = subprocess.run(["bash", str(SCRIPT), "collect", str(out), str(dest)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert load_model(dest).config.name == "tiny"
+    digest = hashlib.sha256((dest / "model.safetensors").read_bytes()).hexdigest()
+    assert digest == (out / "model.sha256").read_text().strip()
+    # A damaged piece is refused, and nothing is overwritten.
+    part = out / "model.safetensors.part0"
+    part.write_bytes(part.read_bytes()[:-10])
+    proc = subprocess.run(["bash", str(SCRIPT), "collect", str(out), str(tmp_path / "model2")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "checksum mismatch" in proc.stderr
+    assert not (tmp_path / "model2").exists()
+
+
+def test_missing_speech_bank_is_reported(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "OMNI_KIT": str(tmp_path / "nokit"),
+           "OMNI_WORK": str(tmp_path / "work")}
+    proc = subprocess.run(["bash", str(SCRIPT), "run", "1"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3 and "no speech bank" in proc.stdout + proc.stderr
