@@ -58,7 +58,8 @@ class LivePreview(QObject):
         super().__init__(parent)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._quit = False
+        self._stop: threading.Event | None = None  # the running thread's own stop flag
+        self._retired: list[threading.Thread] = []  # stopped threads that may still finish a frame
         self._inputs: LiveInputs | None = None
         self._inputs_version = 0
         self._mouth_scale = 1.0
@@ -124,31 +125,36 @@ class LivePreview(QObject):
     def start(self) -> None:
         if self.running:
             return
-        self._quit = False
         self._acked = True
-        self._thread = threading.Thread(target=self._run, name="instant-live", daemon=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(self._stop,), name="instant-live", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop rendering and wait for the thread (at most one frame's work)."""
-        t = self._thread
-        if t is None:
-            return
-        with self._cond:
-            self._quit = True
-            self._cond.notify_all()
-        t.join()
-        self._thread = None
+    def stop(self, wait: bool = True) -> None:
+        """Stop rendering. ``wait``: also wait for every render thread to end (at most one frame's work,
+        or the picture's analysis if one is under way); the UI passes False and never waits."""
+        t, ev = self._thread, self._stop
+        self._thread = self._stop = None
+        if t is not None:
+            with self._cond:
+                ev.set()
+                self._cond.notify_all()
+            self._retired.append(t)
+        self._retired = [r for r in self._retired if r.is_alive()]
+        if wait:
+            for r in self._retired:
+                r.join()
+            self._retired = []
 
     # -- the render thread ------------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         try:
-            self._loop()
+            self._loop(stop)
         except Exception as e:  # never take the app down from this thread
             self.message.emit(f"Live preview stopped: {type(e).__name__}: {e}")
 
-    def _loop(self) -> None:
+    def _loop(self, stop: threading.Event) -> None:
         from models.errors import UserError
         from models.instant.engine import InstantEngine
 
@@ -165,12 +171,13 @@ class LivePreview(QObject):
         failed_version = -1  # inputs whose picture the engine could not use: wait for new ones
 
         def ready() -> bool:
-            return self._quit or (self._acked and self._inputs is not None and self._inputs_version != failed_version)
+            waiting = self._inputs is None or self._inputs_version == failed_version
+            return stop.is_set() or (self._acked and not waiting)
 
         while True:
             with self._cond:
                 self._cond.wait_for(ready)
-                if self._quit:
+                if stop.is_set():
                     return
                 inputs, version = self._inputs, self._inputs_version
                 mouth_scale, sway, sway_version = self._mouth_scale, self._sway, self._sway_version
@@ -239,13 +246,15 @@ class LivePreview(QObject):
                 frame = engine.render(mouth, body, tuple(track.blink[i]), None)
             else:
                 frame = engine.render_track(track, i, body, mouth_scale=mouth_scale)
+            if stop.is_set():
+                return
             self.frames_shown += 1
             self.frameReady.emit(to_qimage(frame), i, n)
             # Keep the output's frame rate: no faster than fps even when the UI acks at once.
             wait = t0 + (int((time.perf_counter() - t0) * fps) + 1) / fps - time.perf_counter()
             if wait > 0:
                 with self._cond:
-                    self._cond.wait_for(lambda: self._quit, timeout=wait)
+                    self._cond.wait_for(stop.is_set, timeout=wait)
 
     @staticmethod
     def _length_and_pose(engine, inputs: LiveInputs) -> tuple[int, np.ndarray | None]:

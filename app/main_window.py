@@ -443,7 +443,7 @@ class MainWindow(QMainWindow):
         inputs = inputs or self.live_inputs()
         wanted = self.live_check.isChecked() and inputs is not None and not self._showing_take and not self._closed
         if not wanted:
-            self.live.stop()
+            self.live.stop(wait=False)
             return
         self.live.set_inputs(inputs)
         self.live.start()
@@ -465,7 +465,7 @@ class MainWindow(QMainWindow):
     def _take_shown(self) -> None:
         """A generated take goes into the preview: the live frames step aside."""
         self._showing_take = True
-        self.live.stop()
+        self.live.stop(wait=False)
 
     def _on_live_frame(self, image, i: int, n: int) -> None:
         if self.live.running and not self._showing_take:

@@ -235,3 +235,18 @@ def test_open_the_example_loads_picture_and_speech_and_the_live_preview_starts(q
         assert w.reference.path.endswith("toon.png") and w.audio.path.endswith("speech.wav")
     finally:
         w.shutdown()
+
+
+def test_the_ui_never_waits_for_the_render_thread(qtbot, example):
+    img, audio = example
+    live = LivePreview()
+    frames = Frames(live)
+    live.set_inputs(LiveInputs(img, audio))
+    live.start()  # the thread is analysing the picture (face mesh) now
+    live.stop(wait=False)  # returns at once; the thread ends after its current work
+    assert not live.running
+    live.start()  # a new thread takes over at once
+    assert live.running
+    qtbot.waitUntil(lambda: frames.count() >= 2, timeout=30000)
+    live.stop()  # shutdown: waits for every render thread, retired ones included
+    assert not any(t.name == "instant-live" for t in threading.enumerate())
