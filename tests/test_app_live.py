@@ -250,3 +250,34 @@ def test_the_ui_never_waits_for_the_render_thread(qtbot, example):
     qtbot.waitUntil(lambda: frames.count() >= 2, timeout=30000)
     live.stop()  # shutdown: waits for every render thread, retired ones included
     assert not any(t.name == "instant-live" for t in threading.enumerate())
+
+
+def test_the_webcam_drives_the_live_preview_puppet(qtbot, tmp_path, example):
+    """A real video stands in for the camera: its skeleton reaches the live preview, retargeted."""
+    from app.audio_io import AudioStatus
+    from app.capture import open_source
+    from app.main_window import MainWindow
+    from app.settings import AppSettings
+    from tests.media_assets import carphone_path
+
+    video = str(carphone_path())
+    s = AppSettings(tmp_path / "settings.ini")
+    s.set("sessions_dir", str(tmp_path / "sessions"))
+    w = MainWindow(s, first_run_check=False, audio_status=AudioStatus(False, "none", [], False),
+                   pose_source_factory=lambda: open_source(video, realtime=True))
+    qtbot.addWidget(w)
+    poses = []
+    real = w.live.set_live_pose
+    w.live.set_live_pose = lambda kp, *a, **k: (poses.append(kp), real(kp, *a, **k))
+    try:
+        img, _ = example
+        w.reference.set_image(img, None, "test picture", str(TOON))
+        w.pose.set_mode(w.pose.CAMERA)
+        w.pose.live_btn.click()
+        qtbot.waitUntil(lambda: sum(p is not None and (p[:, 2] > 0.5).sum() >= 4 for p in poses) >= 3, timeout=30000)
+        assert w.live.running and w.pose.live_aspect == pytest.approx(176 / 144, rel=0.02)
+        qtbot.waitUntil(lambda: w.preview.label.text().startswith("live "), timeout=30000)
+        w.pose.live_btn.click()  # camera off: the puppet lets go
+        assert poses[-1] is None
+    finally:
+        w.shutdown()
