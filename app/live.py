@@ -52,6 +52,7 @@ class LivePreview(QObject):
     """Renders the instant engine at the output fps on a thread of its own while ``running``."""
 
     frameReady = Signal(object, int, int)  # QImage, frame index, frames in the loop
+    loopStarted = Signal(float)  # the track's loop (re)starts at this many seconds: start its sound there
     message = Signal(str)  # what the engine can and cannot do with this picture, or why it stopped
 
     def __init__(self, parent=None) -> None:
@@ -168,6 +169,7 @@ class LivePreview(QObject):
         mic_row = None  # its newest mouth parameters
         t0 = time.perf_counter()
         fps = 25.0
+        last_i = -1
         failed_version = -1  # inputs whose picture the engine could not use: wait for new ones
 
         def ready() -> bool:
@@ -207,6 +209,7 @@ class LivePreview(QObject):
                                            sway=sway * (0.4 if pose is not None else 1.0))
                 if version != seen_inputs:
                     t0 = time.perf_counter()
+                    last_i = -1
                 seen_inputs, seen_sway = version, sway_version
             if live_version != seen_live:
                 seen_live = live_version
@@ -237,6 +240,9 @@ class LivePreview(QObject):
                     mic_row = rows[-1]
             n = len(track.mouth)
             i = int((time.perf_counter() - t0) * fps) % n
+            if mic_mouth is None and (last_i < 0 or i < last_i):
+                self.loopStarted.emit(i / fps)  # the start, or the loop wrapped round
+            last_i = i
             body = live_kp if live_kp is not None else (pose[i] if pose is not None else None)
             if mic_mouth is not None:
                 from models.data.visemes import REST

@@ -109,17 +109,23 @@ class MainWindow(QMainWindow):
         self._showing_take = False  # a generated take is in the preview: live frames stay off it
         self.live_check = QCheckBox("Live instant preview")
         self.live_check.setToolTip(
-            "The instant engine animates the picture with the current audio (silently) and pose, and follows "
+            "The instant engine animates the picture with the current audio and pose, and follows "
             "the webcam when it is on, in real time, while the model renders; the model's segments replace it "
             "as they arrive.")
         self.live_check.setChecked(bool(self.settings.get("live_preview")))
         self.live_lips = self._percent_slider("live_lips", "How much the lips move (100%: as predicted)")
         self.live_sway = self._percent_slider("live_sway", "How much the head sways with the speech")
+        self.live_sound = QCheckBox("Sound")
+        self.live_sound.setToolTip("Play the audio with the live preview, in step with its loop")
+        self.live_sound.setChecked(bool(self.settings.get("live_sound")))
+        self._live_audio = None  # the audio the live preview animates (its sound)
+        self._live_sound_on = False  # the player is playing the live preview's sound
         self.live_note = QLabel("")
         self.live_note.setWordWrap(True)
         self.live_note.setStyleSheet("color: #707070")
         self.live.frameReady.connect(self._on_live_frame)
         self.live.message.connect(self.live_note.setText)
+        self.live.loopStarted.connect(self._on_live_loop)
         self.live.set_mouth_scale(self.live_lips.value() / 100)
         self.live.set_sway(self.live_sway.value() / 100)
 
@@ -174,6 +180,7 @@ class MainWindow(QMainWindow):
         live_row.addWidget(self.live_lips, 1)
         live_row.addWidget(QLabel("Sway"))
         live_row.addWidget(self.live_sway, 1)
+        live_row.addWidget(self.live_sound)
         ml.addLayout(live_row)
         ml.addWidget(self.live_note)
         run_row = QHBoxLayout()
@@ -229,6 +236,7 @@ class MainWindow(QMainWindow):
         self.live_check.toggled.connect(self._live_toggled)
         self.live_lips.valueChanged.connect(lambda v: self.live.set_mouth_scale(v / 100))
         self.live_sway.valueChanged.connect(lambda v: self.live.set_sway(v / 100))
+        self.live_sound.toggled.connect(lambda on: None if on else self._stop_live_sound())
         for sig in (self.reference.referenceChanged, self.audio.audioChanged, self.pose.poseChanged):
             sig.connect(self._inputs_changed)
         self.controls.aspect.currentTextChanged.connect(self._inputs_changed)
@@ -444,7 +452,9 @@ class MainWindow(QMainWindow):
         wanted = self.live_check.isChecked() and inputs is not None and not self._showing_take and not self._closed
         if not wanted:
             self.live.stop(wait=False)
+            self._stop_live_sound()
             return
+        self._live_audio = inputs.audio
         self.live.set_inputs(inputs)
         self.live.start()
 
@@ -466,6 +476,7 @@ class MainWindow(QMainWindow):
         """A generated take goes into the preview: the live frames step aside."""
         self._showing_take = True
         self.live.stop(wait=False)
+        self._stop_live_sound()
 
     def _on_live_frame(self, image, i: int, n: int) -> None:
         if self.live.running and not self._showing_take:
@@ -473,10 +484,27 @@ class MainWindow(QMainWindow):
             self.preview.label.setText(f"live {i + 1}/{n} (instant engine)")
         self.live.ack()
 
+    def _on_live_loop(self, offset: float) -> None:
+        """The live loop (re)started: its sound starts with it (the microphone's sound is the room's)."""
+        if not (self.live_sound.isChecked() and self.live.running and not self._showing_take):
+            return
+        if self._live_audio is None or self.audio.recorder is not None:
+            self._stop_live_sound()
+            return
+        self._live_sound_on = self.player.play(self._live_audio, offset, retry=False)
+        if not self._live_sound_on and self.player.error:
+            self.live_note.setText("Live preview without sound: " + self.player.error)
+
+    def _stop_live_sound(self) -> None:
+        if self._live_sound_on:
+            self.player.stop()
+            self._live_sound_on = False
+
     def _on_recording_changed(self, on: bool) -> None:
         """While the microphone records, it drives the live preview's lips: speak and see."""
         rec = self.audio.recorder
         if on and rec is not None and not self.busy:
+            self._stop_live_sound()
             self._showing_take = False
             self._update_live()
             self.live.set_mic(rec.samplerate)
@@ -618,6 +646,7 @@ class MainWindow(QMainWindow):
         self.settings.set("live_preview", self.live_check.isChecked())
         self.settings.set("live_lips", self.live_lips.value())
         self.settings.set("live_sway", self.live_sway.value())
+        self.settings.set("live_sound", self.live_sound.isChecked())
         if self.reference.path:
             self.settings.set("last_image", self.reference.path)
         if self.audio.path:
@@ -634,6 +663,7 @@ class MainWindow(QMainWindow):
         self.settings.sync()
         self._mic_timer.stop()
         self.live.stop()
+        self._stop_live_sound()
         self.preview.stop()
         self.audio.shutdown()
         self.pose.shutdown()

@@ -281,3 +281,45 @@ def test_the_webcam_drives_the_live_preview_puppet(qtbot, tmp_path, example):
         assert poses[-1] is None
     finally:
         w.shutdown()
+
+
+def test_live_sound_starts_with_the_loop_and_stops_for_a_take(qtbot, tmp_path, example):
+    from app.audio_io import AudioStatus
+    from app.main_window import MainWindow
+    from app.settings import AppSettings
+
+    class FakePlayer:
+        error = ""
+
+        def __init__(self):
+            self.calls = []
+
+        def play(self, audio, start=0.0, retry=True):
+            self.calls.append(("play", len(audio), round(start, 2)))
+            return True
+
+        def stop(self):
+            self.calls.append(("stop",))
+
+    s = AppSettings(tmp_path / "settings.ini")
+    s.set("sessions_dir", str(tmp_path / "sessions"))
+    w = MainWindow(s, first_run_check=False, audio_status=AudioStatus(False, "none", [], False))
+    qtbot.addWidget(w)
+    fake = FakePlayer()
+    w.player = fake
+    try:
+        img, audio = example
+        w.audio.set_audio(audio[:16000], str(SPEECH))  # 1 s: the loop wraps quickly
+        w.reference.set_image(img, None, "test picture", str(TOON))
+        qtbot.waitUntil(lambda: sum(c[0] == "play" for c in fake.calls) >= 2, timeout=30000)
+        plays = [c for c in fake.calls if c[0] == "play"]
+        assert all(c[1] == 16000 for c in plays) and plays[1][2] < 0.2  # from the top at each wrap
+        w.live_sound.setChecked(False)
+        assert fake.calls[-1] == ("stop",)
+        n = len(fake.calls)
+        w.live_sound.setChecked(True)
+        qtbot.waitUntil(lambda: any(c[0] == "play" for c in fake.calls[n:]), timeout=30000)
+        w._take_shown()  # a generated take takes the preview (and the sound)
+        assert fake.calls[-1] == ("stop",) and not w.live.running
+    finally:
+        w.shutdown()
