@@ -313,7 +313,7 @@ def test_live_sound_starts_with_the_loop_and_stops_for_a_take(qtbot, tmp_path, e
         w.reference.set_image(img, None, "test picture", str(TOON))
         qtbot.waitUntil(lambda: sum(c[0] == "play" for c in fake.calls) >= 2, timeout=30000)
         plays = [c for c in fake.calls if c[0] == "play"]
-        assert all(c[1] == 16000 for c in plays) and plays[1][2] < 0.2  # from the top at each wrap
+        assert all(c[1] == 16000 for c in plays) and plays[1][2] < 0.5  # from (near) the top at each wrap
         w.live_sound.setChecked(False)
         assert fake.calls[-1] == ("stop",)
         n = len(fake.calls)
