@@ -186,7 +186,7 @@ class ControlsPanel(QGroupBox):
         elif c is not None and not c.trained:
             self.model_note.setText("Untrained model: the output is noise; use it to check the pipeline.")
         else:
-            self.model_note.setText("")
+            self.model_note.setText(c.notice if c is not None else "")
 
     def _add_model_dir(self) -> None:
         d = QFileDialog.getExistingDirectory(self, "Folder with a model (config.json + model.safetensors)")

@@ -41,6 +41,7 @@ class ModelChoice:
     preset: str = ""
     bundled: bool = False
     description: str = ""
+    notice: str = ""  # shown under the model picker (e.g. a placeholder model says what it can't do)
 
     @property
     def key(self) -> str:
@@ -62,7 +63,8 @@ def model_choices(extra_dirs: list[str] = ()) -> list[ModelChoice]:
         entries = []
     for e in entries:
         where = "bundled" if e.bundled else str(e.path.parent)
-        out.append(ModelChoice(f"{e.name} ({where})", path=str(e.path), bundled=e.bundled, description=e.description))
+        out.append(ModelChoice(f"{e.name} ({where})", path=str(e.path), bundled=e.bundled, description=e.description,
+                               notice=e.notice))
     for preset, label in UNTRAINED_PRESETS.items():
         out.append(ModelChoice(label, preset=preset, description="untrained: the output is noise-like"))
     return out

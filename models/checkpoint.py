@@ -146,6 +146,17 @@ class ModelEntry:
     path: Path
     bundled: bool
     description: str
+    notice: str = ""  # what a user should know before choosing it (config.json's "notice")
+
+
+def read_notice(folder: str | os.PathLike) -> str:
+    """The optional top-level ``notice`` of a model folder's config.json ("" when none or unreadable)."""
+    try:
+        raw = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return ""
+    notice = raw.get("notice", "") if isinstance(raw, dict) else ""
+    return notice if isinstance(notice, str) else ""
 
 
 def list_models(extra_dirs: list[str | os.PathLike] = ()) -> list[ModelEntry]:
@@ -161,7 +172,7 @@ def list_models(extra_dirs: list[str | os.PathLike] = ()) -> list[ModelEntry]:
                     desc = read_config(p).description
                 except CheckpointError:
                     continue
-                out.append(ModelEntry(p.name, p, bundled, desc))
+                out.append(ModelEntry(p.name, p, bundled, desc, read_notice(p)))
     return out
 
 

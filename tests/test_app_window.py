@@ -359,3 +359,24 @@ def test_instant_engine_through_the_same_worker(qtbot, window, example):
     out = done.args[0]
     assert not out.cancelled and out.segments_done == len(segs) >= 1 and out.video_path.is_file()
     assert len(window.preview.frames) == 25 and window.history[0].settings["engine"] == InstantEngineRunner.name
+
+
+def test_a_model_notice_shows_under_the_model_picker(qtbot, settings, tmp_path):
+    import json
+
+    from models.checkpoint import save_model
+    from models.config import get_preset
+    from models.model import OmniHuman
+
+    folder = save_model(OmniHuman(get_preset("tiny")), tmp_path / "models" / "placeholder")
+    raw = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**raw, "notice": "A placeholder: use the Instant engine."}))
+    settings.set("model_dirs", [str(tmp_path / "models")])
+    w = make_window(qtbot, settings)
+    try:
+        w.controls.apply({"model": f"path:{folder}", "engine": "OmniHuman model"})
+        assert w.controls.model_note.text() == "A placeholder: use the Instant engine."
+        w.controls.apply({"model": "preset:tiny"})
+        assert "Untrained" in w.controls.model_note.text()
+    finally:
+        close_window(w)

@@ -68,3 +68,20 @@ def test_not_a_checkpoint(tmp_path):
     (tmp_path / "p" / "model.safetensors").write_bytes(b"\x80\x04garbage pickle-like bytes")
     with pytest.raises(CheckpointError, match="not a valid safetensors"):
         load_model(tmp_path / "p")
+
+
+def test_a_model_notice_reaches_the_listing(tmp_path):
+    import json
+
+    from models.checkpoint import list_models, read_notice, save_model
+    from models.config import get_preset
+    from models.model import OmniHuman
+
+    folder = save_model(OmniHuman(get_preset("tiny")), tmp_path / "m")
+    assert read_notice(folder) == ""
+    raw = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**raw, "notice": "a placeholder"}))
+    entry = [e for e in list_models([tmp_path]) if e.path == folder][0]
+    assert entry.notice == "a placeholder"
+    (folder / "config.json").write_text("{broken")
+    assert read_notice(folder) == ""

@@ -123,6 +123,12 @@ def run(args) -> int:
     if args.random_init:
         log(f"note: untrained '{args.random_init}' model with random weights -- the video shows noise, "
             "not a person; this checks the pipeline end to end")
+    else:
+        from models.checkpoint import DEFAULT_MODEL, read_notice, resolve_model_path
+
+        notice = read_notice(resolve_model_path(args.model or DEFAULT_MODEL))
+        if notice:
+            log(f"note: {notice}")
     log(f"model {cfg.name}: {model.num_parameters()['total'] / 1e6:.1f} M parameters on {model.device} "
         f"({time.perf_counter() - t0:.1f} s to load)")
     settings = GenerationSettings(
