@@ -91,7 +91,9 @@ class Recorder:
         self.samplerate = float(samplerate)
         self._factory = stream_factory or default_stream_factory
         self._lock = threading.Lock()
-        self._blocks: list[np.ndarray] = []
+        # One growing buffer (capacity doubles): appending is amortised O(1) and a snapshot is a view,
+        # so polling a long take at 30 Hz never copies it (samples below the count never change).
+        self._buf = np.zeros(int(self.samplerate * 10), np.float32)
         self._count = 0
         self.level = 0.0  # peak of the last block, 0..1
         self.stream = None
@@ -100,8 +102,13 @@ class Recorder:
         block = np.asarray(indata, np.float32)
         mono = block.mean(axis=1) if block.ndim == 2 else block
         with self._lock:
-            self._blocks.append(mono.copy())
-            self._count += len(mono)
+            end = self._count + len(mono)
+            if end > len(self._buf):
+                grown = np.zeros(max(end, 2 * len(self._buf)), np.float32)
+                grown[: self._count] = self._buf[: self._count]
+                self._buf = grown
+            self._buf[self._count:end] = mono
+            self._count = end
         self.level = float(np.abs(mono).max()) if mono.size else 0.0
 
     def start(self) -> None:
@@ -113,11 +120,11 @@ class Recorder:
         return self._count / self.samplerate
 
     def snapshot(self) -> np.ndarray:
-        """Everything recorded so far at the device rate (cheap enough to call at 30 Hz)."""
+        """Everything recorded so far at the device rate: a read-only view, no copy (call it at 30 Hz)."""
         with self._lock:
-            if len(self._blocks) > 1:
-                self._blocks = [np.concatenate(self._blocks)]
-            return self._blocks[0] if self._blocks else np.zeros(0, np.float32)
+            view = self._buf[: self._count]
+        view.flags.writeable = False
+        return view
 
     def stop(self) -> np.ndarray:
         """Stop and return the take resampled to 16 kHz."""

@@ -86,6 +86,21 @@ def test_recorder_resamples_device_rate_to_16k():
     assert len(resample(np.zeros(44100, np.float32), 44100)) == SAMPLE_RATE
 
 
+def test_recorder_grows_past_its_first_buffer_and_snapshots_do_not_change():
+    rec = Recorder(None, 100.0, None)  # room for 10 s = 1000 samples at first
+    rng = np.random.default_rng(0)
+    blocks = [rng.standard_normal(n).astype(np.float32) for n in (300, 900, 5, 1800)]
+    snaps = []
+    for b in blocks:
+        rec._callback(b[:, None], len(b), None, None)
+        snaps.append(rec.snapshot())
+    whole = np.concatenate(blocks)
+    assert np.array_equal(rec.snapshot(), whole) and rec.seconds == pytest.approx(len(whole) / 100)
+    for snap, n in zip(snaps, np.cumsum([len(b) for b in blocks]), strict=True):
+        assert np.array_equal(snap, whole[:n])  # earlier views still hold what they held
+    assert not rec.snapshot().flags.writeable
+
+
 def test_crop_to_aspect_moves_the_pose_with_the_picture():
     from app.jobs import crop_to_aspect
 
