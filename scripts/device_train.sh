@@ -29,8 +29,10 @@ say() { echo "[device_train $(date +%H:%M:%S)] $*" >&2; }
 
 prepare() {
   local count="${OMNI_BANK_COUNT:-480}"
-  grep -qx '/.devkit/' .git/info/exclude 2>/dev/null || echo '/.devkit/' >> .git/info/exclude
-  if [ ! -f "$KIT/bank/bank.json" ]; then
+  local have=0
+  [ -f "$KIT/bank/bank.json" ] && have=$(python3 -c "import json, sys; print(len(json.load(open(sys.argv[1]))['utterances']))" \
+    "$KIT/bank/bank.json" 2>/dev/null || echo 0)
+  if [ "$have" -lt "$count" ]; then
     rm -rf "$KIT/bank"
     mkdir -p "$KIT"
     python3 main.py speech-bank --out "$KIT/bank" --count "$count" --seed 0
