@@ -70,3 +70,34 @@ def test_keypoint_error_and_hand_metrics():
     a[1, kpl.LEFT_HAND_START : kpl.RIGHT_HAND_START, 0] = 0.4
     hkc, hkv = ev.hand_metrics(a)
     assert hkc == pytest.approx(0.5) and hkv > 0
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory):
+    from models.cli import main
+
+    out = tmp_path_factory.mktemp("held") / "ds"
+    assert main(["synth", "--clips", "2", "--out", str(out), "--size", "toon-s", "--seed", "999",
+                 "--workers", "1"]) == 0
+    return out
+
+
+def test_the_instant_engine_runs_through_the_same_benchmark(held_out):
+    pytest.importorskip("mediapipe")
+    from models.training.evaluate import format_table, run_benchmark
+
+    table = run_benchmark("instant", str(held_out), clips=1, seconds=1.0, drift_seconds=0, use_mediapipe=False,
+                          log=lambda s: None)
+    for mode in ("audio", "pose", "combined"):
+        s = table[mode]
+        scored = np.isfinite(s["mouth_corr"]) or np.isfinite(s["kp_error"]) or np.isfinite(s["psnr"])
+        assert scored or s["skipped"] == 1, (mode, s)
+    assert np.isfinite(table["combined"]["psnr"]) or table["combined"]["skipped"] == 1
+    assert "| combined |" in format_table(table)
+
+
+def test_eval_cli_engine_and_model_are_checked(held_out):
+    from models.cli import main
+
+    assert main(["eval", "--engine", "instant", "--model", "toon-s", "--data", str(held_out)]) == 2
+    assert main(["eval", "--data", str(held_out)]) == 2

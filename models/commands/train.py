@@ -126,7 +126,9 @@ def run_export(args) -> int:
 
 def add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="benchmark a model on held-out synthetic clips, per driving mode")
-    p.add_argument("--model", required=True, help="model folder or bundled name")
+    p.add_argument("--model", help="model folder or bundled name (the model engine)")
+    p.add_argument("--engine", choices=("model", "instant"), default="model",
+                   help="instant: score the instant engine on the same clips instead of a model")
     p.add_argument("--data", required=True, help="held-out dataset folder (e.g. `main.py synth --seed 999`)")
     p.add_argument("--clips", type=int, default=6)
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
@@ -142,10 +144,18 @@ def run_eval(args) -> int:
     import sys
 
     from models.checkpoint import load_model, resolve_model_path
+    from models.errors import UserError
     from models.training.evaluate import format_table, run_benchmark
 
     _check_data([args.data])
-    model = load_model(resolve_model_path(args.model))
+    if args.engine == "instant":
+        if args.model:
+            raise UserError("--model does not apply to --engine instant")
+        model = "instant"
+    elif not args.model:
+        raise UserError("--model is required (or --engine instant)")
+    else:
+        model = load_model(resolve_model_path(args.model))
     table = run_benchmark(model, args.data, clips=args.clips, steps=args.steps, seconds=args.seconds,
                           drift_seconds=args.drift_seconds, use_mediapipe=not args.no_mediapipe,
                           log=lambda s: print(s, file=sys.stderr, flush=True))

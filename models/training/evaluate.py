@@ -191,13 +191,16 @@ class ModeScores:
     kp_error: list[float] = field(default_factory=list)
     hkc: list[float] = field(default_factory=list)
     hkv: list[float] = field(default_factory=list)
+    skipped: int = 0  # clips the engine could not animate in this mode (said in the log)
 
     def summary(self) -> dict[str, float]:
         def m(v):
             v = [x for x in v if x is not None and np.isfinite(x)]
             return float(np.mean(v)) if v else float("nan")
 
-        return {k: m(getattr(self, k)) for k in self.__dataclass_fields__}
+        out = {k: m(getattr(self, k)) for k in self.__dataclass_fields__ if k != "skipped"}
+        out["skipped"] = self.skipped
+        return out
 
 
 def mediapipe_video_keypoints(frames: np.ndarray) -> np.ndarray:
@@ -239,9 +242,25 @@ def score_clip(frames: np.ndarray, clip, scores: ModeScores, extract=None, with_
 def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None, seconds: float = 4.0,
                   drift_seconds: float = 30.0, use_mediapipe: bool = True, seed: int = 0,
                   log: Callable[[str], None] = print) -> dict:
-    """Evaluate ``model`` on held-out clips of ``data_dir``; returns {mode: summary} + drift."""
+    """Evaluate ``model`` on held-out clips of ``data_dir``; returns {mode: summary} + drift.
+
+    ``model``: an ``OmniHuman``, or the string ``"instant"`` for the instant engine (the same inputs,
+    the same metrics: the two engines side by side against the ground-truth ceiling).
+    """
     from models.data.format import ClipStore
+    from models.errors import UserError
     from models.pipeline import GenerationInputs, GenerationSettings, generate
+
+    if isinstance(model, str):
+        if model != "instant":
+            raise ValueError(f"unknown engine {model!r}")
+        from models.instant.engine import generate_instant
+
+        def gen(inputs, settings, callbacks=None, keep_frames=True):
+            return generate_instant(inputs, settings, callbacks, keep_frames)
+    else:
+        def gen(inputs, settings, callbacks=None, keep_frames=True):
+            return generate(model, inputs, settings, callbacks, keep_frames)
 
     store = ClipStore(data_dir)
     extractor = None
@@ -264,11 +283,15 @@ def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None
         shifted = np.roll(clip.audio, int(rng.integers(8, 16) * 16000 / clip.fps))
         score_clip(clip_frames, clip, results["ground_truth"], extractor, shifted_audio=shifted)
         for mode in ("audio", "pose", "combined"):
-            res = generate(model, GenerationInputs(ref, audio if mode != "pose" else None,
-                                                   clip.keypoints[:n] if mode != "audio" else None,
-                                                   clip.caption),
-                           GenerationSettings(steps=steps, seed=seed + ci, mode=mode, max_frames=n,
-                                              area=ref.shape[0] * ref.shape[1]))
+            try:
+                res = gen(GenerationInputs(ref, audio if mode != "pose" else None,
+                                           clip.keypoints[:n] if mode != "audio" else None, clip.caption),
+                          GenerationSettings(steps=steps, seed=seed + ci, mode=mode, max_frames=n,
+                                             area=ref.shape[0] * ref.shape[1]))
+            except UserError as e:  # e.g. the instant engine finds no face on this character
+                log(f"eval: clip {ci + 1} {mode}: skipped ({e})")
+                results[mode].skipped += 1
+                continue
             frames = _fit(res.frames, ref.shape[:2])
             score_clip(frames, clip, results[mode], extractor if mode != "audio" else None,
                        with_gt=(mode == "combined"), shifted_audio=shifted)
@@ -282,12 +305,17 @@ def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None
         segs: list[np.ndarray] = []
         from models.pipeline import Callbacks
 
-        res = generate(model, GenerationInputs(ref, long_audio, None, clip.caption),
-                       GenerationSettings(steps=steps, seed=seed, area=ref.shape[0] * ref.shape[1]),
-                       Callbacks(on_segment=lambda i, f, s: segs.append(f)), keep_frames=False)
-        first, last = _fit(segs[0], ref.shape[:2]), _fit(segs[-1], ref.shape[:2])
-        table["drift"] = drift(first, last, ref)
-        table["drift"]["seconds"] = res.num_frames / res.fps
+        try:
+            res = gen(GenerationInputs(ref, long_audio, None, clip.caption),
+                      GenerationSettings(steps=steps, seed=seed, area=ref.shape[0] * ref.shape[1]),
+                      Callbacks(on_segment=lambda i, f, s: segs.append(f)), keep_frames=False)
+        except UserError as e:
+            log(f"eval: drift skipped ({e})")
+            segs = []
+        if segs:
+            first, last = _fit(segs[0], ref.shape[:2]), _fit(segs[-1], ref.shape[:2])
+            table["drift"] = drift(first, last, ref)
+            table["drift"]["seconds"] = res.num_frames / res.fps
         gt = clip.frames
         table["drift_ground_truth"] = drift(gt[: len(gt) // 4], gt[-len(gt) // 4 :], ref)
     return table
@@ -315,7 +343,7 @@ def format_table(table: dict) -> str:
         s = table[mode]
         rows.append(f"| {mode} | {f(s['psnr'], 2)} | {f(s['ssim'])} | {f(s['mouth_corr'])} | {f(s['sync'])} | "
                     f"{f(s['sync_shifted'])} | {f(s['offset'], 1)} | {f(s['kp_error'])} | {f(s['hkc'])} | "
-                    f"{f(s['hkv'], 5)} |")
+                    f"{f(s['hkv'], 5)} |" + (f" ({s['skipped']} clips skipped)" if s.get("skipped") else ""))
     for key in ("drift", "drift_ground_truth"):
         if key in table:
             d = table[key]
