@@ -9,7 +9,10 @@ import pytest
 pytest.importorskip("pytestqt")
 pytest.importorskip("mediapipe")
 
+from app.audio_io import AudioStatus  # noqa: E402
 from app.live import LiveInputs, LivePreview, live_size  # noqa: E402
+from app.main_window import MainWindow  # noqa: E402
+from app.settings import AppSettings  # noqa: E402
 from models.media import SAMPLE_RATE, num_video_frames, read_audio, read_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +48,17 @@ class Frames:
     def count(self) -> int:
         with self.lock:
             return len(self.items)
+
+
+def new_window(qtbot, tmp_path, **kw):
+    """A main window with its own settings file and, unless given, no microphone."""
+
+    s = AppSettings(tmp_path / "settings.ini")
+    s.set("sessions_dir", str(tmp_path / "sessions"))
+    kw.setdefault("audio_status", AudioStatus(False, "none", [], False))
+    w = MainWindow(s, first_run_check=False, **kw)
+    qtbot.addWidget(w)
+    return w, s
 
 
 def test_live_preview_animates_the_inputs_in_time_then_stops(qtbot, example):
@@ -123,14 +137,8 @@ def test_a_picture_the_engine_cannot_use_is_explained_and_new_inputs_recover(qtb
 
 
 def test_main_window_shows_live_frames_until_the_first_segment(qtbot, tmp_path, example):
-    from app.audio_io import AudioStatus
-    from app.main_window import MainWindow
-    from app.settings import AppSettings
 
-    s = AppSettings(tmp_path / "settings.ini")
-    s.set("sessions_dir", str(tmp_path / "sessions"))
-    w = MainWindow(s, first_run_check=False, audio_status=AudioStatus(False, "none", [], False))
-    qtbot.addWidget(w)
+    w, s = new_window(qtbot, tmp_path)
     try:
         img, audio = example
         assert w.live_check.isChecked()  # on by default
@@ -192,16 +200,10 @@ def test_the_microphone_drives_the_lips_frame_by_frame(qtbot, example):
 
 
 def test_recording_in_the_audio_panel_feeds_the_live_lips(qtbot, tmp_path, example):
-    from app.audio_io import AudioStatus
-    from app.main_window import MainWindow
-    from app.settings import AppSettings
     from tests.test_app_window import FakeMic
 
-    s = AppSettings(tmp_path / "settings.ini")
-    s.set("sessions_dir", str(tmp_path / "sessions"))
-    w = MainWindow(s, first_run_check=False, stream_factory=FakeMic,
-                   audio_status=AudioStatus(True, "fake", [(0, "Fake mic", 48000.0)], False))
-    qtbot.addWidget(w)
+    w, _ = new_window(qtbot, tmp_path, stream_factory=FakeMic,
+                      audio_status=AudioStatus(True, "fake", [(0, "Fake mic", 48000.0)], False))
     pushed = []
     real_push = w.live.push_mic
     w.live.push_mic = lambda samples: (pushed.append(len(samples)), real_push(samples))
@@ -219,14 +221,8 @@ def test_recording_in_the_audio_panel_feeds_the_live_lips(qtbot, tmp_path, examp
 
 
 def test_open_the_example_loads_picture_and_speech_and_the_live_preview_starts(qtbot, tmp_path):
-    from app.audio_io import AudioStatus
-    from app.main_window import MainWindow
-    from app.settings import AppSettings
 
-    s = AppSettings(tmp_path / "settings.ini")
-    s.set("sessions_dir", str(tmp_path / "sessions"))
-    w = MainWindow(s, first_run_check=False, audio_status=AudioStatus(False, "none", [], False))
-    qtbot.addWidget(w)
+    w, s = new_window(qtbot, tmp_path)
     try:
         assert "File > Open the example" in w.status_label.text()
         w.open_example()
@@ -254,18 +250,11 @@ def test_the_ui_never_waits_for_the_render_thread(qtbot, example):
 
 def test_the_webcam_drives_the_live_preview_puppet(qtbot, tmp_path, example):
     """A real video stands in for the camera: its skeleton reaches the live preview, retargeted."""
-    from app.audio_io import AudioStatus
     from app.capture import open_source
-    from app.main_window import MainWindow
-    from app.settings import AppSettings
     from tests.media_assets import carphone_path
 
     video = str(carphone_path())
-    s = AppSettings(tmp_path / "settings.ini")
-    s.set("sessions_dir", str(tmp_path / "sessions"))
-    w = MainWindow(s, first_run_check=False, audio_status=AudioStatus(False, "none", [], False),
-                   pose_source_factory=lambda: open_source(video, realtime=True))
-    qtbot.addWidget(w)
+    w, _ = new_window(qtbot, tmp_path, pose_source_factory=lambda: open_source(video, realtime=True))
     poses = []
     real = w.live.set_live_pose
     w.live.set_live_pose = lambda kp, *a, **k: (poses.append(kp), real(kp, *a, **k))
@@ -284,9 +273,6 @@ def test_the_webcam_drives_the_live_preview_puppet(qtbot, tmp_path, example):
 
 
 def test_live_sound_starts_with_the_loop_and_stops_for_a_take(qtbot, tmp_path, example):
-    from app.audio_io import AudioStatus
-    from app.main_window import MainWindow
-    from app.settings import AppSettings
 
     class FakePlayer:
         error = ""
@@ -301,10 +287,7 @@ def test_live_sound_starts_with_the_loop_and_stops_for_a_take(qtbot, tmp_path, e
         def stop(self):
             self.calls.append(("stop",))
 
-    s = AppSettings(tmp_path / "settings.ini")
-    s.set("sessions_dir", str(tmp_path / "sessions"))
-    w = MainWindow(s, first_run_check=False, audio_status=AudioStatus(False, "none", [], False))
-    qtbot.addWidget(w)
+    w, s = new_window(qtbot, tmp_path)
     fake = FakePlayer()
     w.player = fake
     try:
