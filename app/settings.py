@@ -37,7 +37,7 @@ DEFAULTS: dict[str, object] = {
     "live_preview": True,  # the instant engine animates the inputs in the preview while nothing else plays
     "live_lips": 100,  # % of the predicted lip motion
     "live_sway": 100,  # % of the head sway
-    "live_sound": True,  # the live preview plays its audio in step with the loop
+    "live_sound": False,  # the live preview plays its audio in step with the loop (off: no surprise sound at start)
 }
 
 PRESETS: dict[str, dict[str, object]] = {

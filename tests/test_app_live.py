@@ -292,6 +292,8 @@ def test_live_sound_starts_with_the_loop_and_stops_for_a_take(qtbot, tmp_path, e
     w.player = fake
     try:
         img, audio = example
+        assert not w.live_sound.isChecked()  # off by default: the app never starts talking on its own
+        w.live_sound.setChecked(True)
         w.audio.set_audio(audio[:16000], str(SPEECH))  # 1 s: the loop wraps quickly
         w.reference.set_image(img, None, "test picture", str(TOON))
         qtbot.waitUntil(lambda: sum(c[0] == "play" for c in fake.calls) >= 2, timeout=30000)
