@@ -17,13 +17,14 @@ from models.media import write_video
 
 TILE = 256
 FONT, FONT_SCALE, LINE_H = cv2.FONT_HERSHEY_PLAIN, 0.75, 12
-CAPTION_LINES = 5
-CAPTION_H = (CAPTION_LINES + 1) * LINE_H + 8  # caption lines, then the flags
+CAPTION_LINES = 4
+CAPTION_H = (CAPTION_LINES + 2) * LINE_H + 8  # caption lines, then the flags, then the clip id
 # Characters that fit across a tile in the caption font (it is monospaced).
 CHARS_PER_LINE = max(8, (TILE - 6) * 20 // cv2.getTextSize("x" * 20, FONT, FONT_SCALE, 1)[0][0])
 
 
-def _tile(frame: np.ndarray, kp: np.ndarray, mouth: np.ndarray | None, caption: str, flags: str) -> np.ndarray:
+def _tile(frame: np.ndarray, kp: np.ndarray, mouth: np.ndarray | None, caption: str, flags: str,
+          clip_id: str = "") -> np.ndarray:
     h, w = frame.shape[:2]
     s = TILE / max(h, w)
     img = cv2.resize(frame, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_LINEAR)
@@ -41,8 +42,9 @@ def _tile(frame: np.ndarray, kp: np.ndarray, mouth: np.ndarray | None, caption: 
         lines[-1] = lines[-1][: CHARS_PER_LINE - 3] + "..."
     for i, line in enumerate(lines):
         cv2.putText(tile, line, (3, TILE + 13 + i * LINE_H), FONT, FONT_SCALE, (230, 230, 230), 1, cv2.LINE_AA)
-    cv2.putText(tile, flags[:CHARS_PER_LINE], (3, TILE + 13 + CAPTION_LINES * LINE_H + 2), FONT, FONT_SCALE,
-                (120, 220, 255), 1, cv2.LINE_AA)
+    for k, text in enumerate((flags, clip_id)):
+        cv2.putText(tile, text[:CHARS_PER_LINE], (3, TILE + 13 + (CAPTION_LINES + k) * LINE_H + 2), FONT,
+                    FONT_SCALE, (120, 220, 255), 1, cv2.LINE_AA)
     return tile
 
 
@@ -65,11 +67,11 @@ def write_preview(root: str | os.PathLike, out: str | os.PathLike, count: int = 
     grid = np.zeros((n, rows * (TILE + CAPTION_H), cols * TILE, 3), np.uint8)
     for j, d in enumerate(clips):
         r, c = divmod(j, cols)
-        flags = f"{d['id']} lip {'ok' if d['lipsync_ok'] else 'FAIL'} pose {'ok' if d['pose_ok'] else 'FAIL'}"
+        flags = f"lipsync {'ok' if d['lipsync_ok'] else 'FAIL'}  pose {'ok' if d['pose_ok'] else 'FAIL'}"
         for f in range(n):
             g = min(f, len(d["frames"]) - 1)
             tile = _tile(d["frames"][g], d["keypoints"][g], None if d["mouth"] is None else d["mouth"][g],
-                         d["caption"], flags)
+                         d["caption"], flags, str(d["id"]))
             grid[f, r * (TILE + CAPTION_H): (r + 1) * (TILE + CAPTION_H), c * TILE: (c + 1) * TILE] = tile
     # The first clip's sound, padded to the grid's length (the writer stops at the shorter stream).
     audio = np.zeros(int(round(n * store.sample_rate / store.fps)), np.float32)
