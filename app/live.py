@@ -72,7 +72,6 @@ class LivePreview(QObject):
         self._mic_rate: float | None = None  # the microphone drives the lips while set
         self._mic_version = 0
         self._mic_blocks: list[np.ndarray] = []
-        self.frames_shown = 0
 
     # -- controls (UI thread) ------------------------------------------------------------------------
 
@@ -254,7 +253,6 @@ class LivePreview(QObject):
                 frame = engine.render_track(track, i, body, mouth_scale=mouth_scale)
             if stop.is_set():
                 return
-            self.frames_shown += 1
             self.frameReady.emit(to_qimage(frame), i, n)
             # Keep the output's frame rate: no faster than fps even when the UI acks at once.
             wait = t0 + (int((time.perf_counter() - t0) * fps) + 1) / fps - time.perf_counter()
@@ -278,9 +276,7 @@ class LivePreview(QObject):
             n = int(round(IDLE_SECONDS * fps))
         n = max(1, n)
         if pose is not None:
-            from models.conditions.smoothing import smooth_offline
+            from models.instant.engine import driving_pose
 
-            if len(pose) < n:
-                pose = np.concatenate([pose, np.repeat(pose[-1:], n - len(pose), axis=0)])
-            pose = smooth_offline(pose[:n], fps=fps, sigma_seconds=0.04)
+            pose = driving_pose(pose, n, fps)
         return n, pose

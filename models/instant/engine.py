@@ -183,10 +183,14 @@ class InstantEngine:
 # Whole videos
 
 
-def _fit_pose(pose: np.ndarray, total: int) -> np.ndarray:
-    if len(pose) < total:  # hold the last pose, as the model engine does
+def driving_pose(pose: np.ndarray, total: int, fps: float) -> np.ndarray:
+    """A pose track fitted to ``total`` frames (the last pose held, as the model engine does) and
+    lightly smoothed in time: detector jitter would make the warped body shimmer."""
+    from models.conditions.smoothing import smooth_offline
+
+    if len(pose) < total:
         pose = np.concatenate([pose, np.repeat(pose[-1:], total - len(pose), axis=0)])
-    return pose[:total]
+    return smooth_offline(pose[:total], fps=fps, sigma_seconds=0.04)
 
 
 def generate_instant(inputs: GenerationInputs, settings: GenerationSettings | None = None,
@@ -227,10 +231,7 @@ def generate_instant(inputs: GenerationInputs, settings: GenerationSettings | No
     if settings.max_frames:
         total = min(total, settings.max_frames)
     if use_pose:
-        from models.conditions.smoothing import smooth_offline
-
-        # A light temporal smoothing: detector jitter would make the warped body shimmer.
-        pose = smooth_offline(_fit_pose(pose, total), fps=fps, sigma_seconds=0.04)
+        pose = driving_pose(pose, total, fps)
         if not eng.body.usable:
             raise UserError(eng.body.message + "; the pose cannot drive this reference")
     track = eng.audio_track(inputs.audio if use_audio else None, total, fps, seed=seed,

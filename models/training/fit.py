@@ -1,9 +1,9 @@
 """Fit a recipe to a wall-clock budget on the machine at hand.
 
 A recipe fixes the shape of a run (stages, keep ratios, batch sizes, learning rates); the hardware
-decides how long its steps take. ``fit_recipe`` times a few real steps of every stage -- the
-trainer's own step, on the real data, through the real data loader, on this device -- and scales
-all step counts by one factor so that the whole plan fits the budget. The stages keep their
+decides how long its steps take. ``time_stages`` times a few real steps of every stage (the
+trainer's own ``train_step``, on the real data, through the real data loader, on this device) and
+``scale_recipe`` scales all step counts by one factor so that the whole plan fits the budget. The stages keep their
 proportions, so a fitted recipe is the same plan, only shorter or longer, and it is written out as
 an ordinary recipe file: training from it is still a pure function of the step and resumes exactly.
 """
@@ -53,13 +53,7 @@ def time_stages(recipe: Recipe, data: list[str], device: str = "auto", warmup_st
             if i == warmup_steps:
                 sync()
                 t0 = time.perf_counter()
-            batch = next(loader)
-            trainer.optimizer.zero_grad(set_to_none=True)
-            if stage.kind == "vae":
-                trainer.vae_step(stage, batch)
-            else:
-                trainer.dit_step(stage, batch)
-            trainer.optimizer.step()
+            trainer.train_step(stage, next(loader))
         sync()
         dt = (time.perf_counter() - t0) / timed_steps
         del loader
@@ -101,12 +95,3 @@ def recipe_to_json(recipe: Recipe, comment: str = "") -> dict:
         raw["comment"] = comment
     return raw
 
-
-def fit_recipe(recipe: Recipe, data: list[str], minutes: float, device: str = "auto",
-               num_workers: int | None = None, timed_steps: int = 5,
-               log: Callable[[str], None] | None = None) -> tuple[Recipe, list[StageTiming]]:
-    """Time the recipe's stages here and scale it to ``minutes`` of training."""
-    if minutes <= 0:
-        raise ValueError("the budget must be positive")
-    timings = time_stages(recipe, data, device=device, timed_steps=timed_steps, num_workers=num_workers, log=log)
-    return scale_recipe(recipe, timings, minutes * 60.0), timings

@@ -239,6 +239,23 @@ class Trainer:
             self.history[name].append(v)
         return out
 
+    def train_step(self, stage: Stage, batch: dict) -> tuple[dict[str, float], torch.Tensor]:
+        """One optimiser step of ``stage`` on ``batch`` at the current learning rate (clipping, EMA):
+        the loop's step, and what ``fit-recipe`` times."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if stage.kind == "vae":
+            self._vae_module.train()
+            stats = self.vae_step(stage, batch)
+        else:
+            self.model.vae.eval()
+            self.model.transformer.train()
+            stats = self.dit_step(stage, batch)
+        gnorm = torch.nn.utils.clip_grad_norm_(self._stage_params(stage), self.recipe.grad_clip)
+        self.optimizer.step()
+        if stage.kind == "dit":
+            self.ema.update(self.model.transformer, self.step)
+        return stats, gnorm
+
     def _dit_forward(self, xt, t, cond, frames):
         return self._dit_module(xt, t, cond, frames)
 
@@ -271,18 +288,7 @@ class Trainer:
                 lr = lr_at(stage, k, recipe.min_lr_ratio)
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
-                self.optimizer.zero_grad(set_to_none=True)
-                if stage.kind == "vae":
-                    self._vae_module.train()
-                    stats = self.vae_step(stage, batch)
-                else:
-                    self.model.vae.eval()
-                    self.model.transformer.train()
-                    stats = self.dit_step(stage, batch)
-                gnorm = torch.nn.utils.clip_grad_norm_(self._stage_params(stage), recipe.grad_clip)
-                self.optimizer.step()
-                if stage.kind == "dit":
-                    self.ema.update(self.model.transformer, self.step)
+                stats, gnorm = self.train_step(stage, batch)
                 self.data_state = {"stage": stage_idx, "dataset": {
                     "epoch": int(batch["position"][0]), "batch": int(batch["position"][1]),
                     "seed": recipe.seed + 17 * stage_idx}}
