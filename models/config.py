@@ -189,7 +189,7 @@ register(ModelConfig(
 register(ModelConfig(
     name="toon-s",
     description="the shipped size: 128 px toon characters, trains on one GPU, generates on a CPU",
-    vae=VAEConfig(in_channels=3, latent_channels=8, base_channels=32, channel_mults=(1, 2, 4, 4),
+    vae=VAEConfig(in_channels=3, latent_channels=8, base_channels=16, channel_mults=(1, 2, 4, 8),
                   num_res_blocks=1, temporal_downsample=(False, True, True)),
     dit=_dit(320, 6, 5, 8, (16, 32, 64), 32, 192, 2, 3, 256),
     cond=_MEL,

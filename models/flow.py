@@ -54,9 +54,18 @@ def sample_timesteps(batch: int, shift: float, mean: float = 0.0, std: float = 1
 
 
 def flow_loss(pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor,
-              weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean squared velocity error per sample ``(B,)`` (optionally weighted per sample)."""
-    err = (pred.float() - velocity_target(x0, noise).float()).pow(2).flatten(1).mean(1)
+              weight: torch.Tensor | None = None, weight_map: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared velocity error per sample ``(B,)`` (optionally weighted per sample).
+
+    ``weight_map`` ``(B, F, h, w)`` weights latent positions (shared by the channels): the result is
+    the weighted mean, so a map of ones gives the plain loss.
+    """
+    err = (pred.float() - velocity_target(x0, noise).float()).pow(2)
+    if weight_map is None:
+        err = err.flatten(1).mean(1)
+    else:
+        wm = weight_map.float().unsqueeze(1).expand_as(err)
+        err = (err * wm).flatten(1).sum(1) / wm.flatten(1).sum(1)
     return err * weight if weight is not None else err
 
 

@@ -63,11 +63,26 @@ class CausalConv3d(nn.Module):
         need = self.kt - 1
         prev = cache.tails.get(self.cache_key) if cache is not None else None
         if prev is None:
-            prev = x.new_zeros(x.shape[0], x.shape[1], need, x.shape[3], x.shape[4])
+            if cache is not None:
+                pad = x.new_zeros(x.shape[0], x.shape[1], need, x.shape[3], x.shape[4])
+                cache.tails[self.cache_key] = torch.cat([pad, x], dim=2)[:, :, -need:].detach()
+            return self._zero_padded(x)
         xp = torch.cat([prev, x], dim=2)
         if cache is not None:
             cache.tails[self.cache_key] = xp[:, :, -need:].detach()
         return self.conv(xp)
+
+    def _zero_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution of ``x`` after ``kt - 1`` zero frames, without multiplying the zeros:
+        output frame ``j < kt - 1`` uses only the kernel's last ``j + 1`` taps. A single frame (a
+        reference image, image training) costs one tap instead of ``kt``."""
+        need, t = self.kt - 1, x.shape[2]
+        w, b = self.conv.weight, self.conv.bias
+        outs = [F.conv3d(x[:, :, : j + 1], w[:, :, need - j :], b, padding=(0, self.pad, self.pad))
+                for j in range(min(need, t))]
+        if t > need:
+            outs.append(self.conv(x))
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
 
 
 class ResBlock(nn.Module):

@@ -99,3 +99,20 @@ def test_training_forward_has_gradients(vae):
     assert rec.shape == x.shape and mean.shape == (1, 4, 2, 2, 2)
     (rec.pow(2).mean() + mean.pow(2).mean()).backward()
     assert vae.encoder.conv_in.conv.weight.grad is not None
+
+
+def test_causal_conv_skips_the_zero_padding_exactly():
+    """The first chunk's zero frames are never multiplied, and the result is the zero-padded conv."""
+    from models.vae import CausalCache, CausalConv3d
+
+    torch.manual_seed(0)
+    conv = CausalConv3d(4, 6)
+    for t in (1, 2, 3, 5):
+        x = torch.randn(2, 4, t, 7, 9)
+        padded = conv.conv(torch.cat([x.new_zeros(2, 4, 2, 7, 9), x], dim=2))
+        assert torch.allclose(conv(x, None), padded, atol=1e-6)
+        cache = CausalCache()
+        nxt = torch.randn(2, 4, 4, 7, 9)
+        chunked = torch.cat([conv(x, cache), conv(nxt, cache)], dim=2)
+        whole = conv.conv(torch.cat([x.new_zeros(2, 4, 2, 7, 9), x, nxt], dim=2))
+        assert torch.allclose(chunked, whole, atol=1e-6)

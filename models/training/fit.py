@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ class StageTiming:
     name: str
     seconds_per_step: float
     steps_timed: int
+    fixed_seconds: float = 0.0  # once per run, whatever the step count (building a latent cache)
 
 
 def time_stages(recipe: Recipe, data: list[str], device: str = "auto", warmup_steps: int = 2,
@@ -38,16 +40,38 @@ def time_stages(recipe: Recipe, data: list[str], device: str = "auto", warmup_st
     # One trainer for all probes: building the model once is most of the fixed cost.
     probe = dataclasses.replace(recipe, stages=tuple(dataclasses.replace(s, steps=max(s.steps, 1))
                                                      for s in recipe.stages))
-    trainer = Trainer(probe, data, "/nonexistent-probe-run", device=device, num_workers=num_workers,
-                      log=lambda s: None)
+    with tempfile.TemporaryDirectory(prefix="omnihuman-fit-") as tmp:
+        trainer = Trainer(probe, data, tmp, device=device, num_workers=num_workers, log=lambda s: None)
+        return _time_each_stage(trainer, recipe, warmup_steps, timed_steps, log)
+
+
+def _time_each_stage(trainer, recipe: Recipe, warmup_steps: int, timed_steps: int,
+                     log: Callable[[str], None]) -> list[StageTiming]:
     sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
     out = []
+    cached: set[tuple[int, int]] = set()
     for idx, stage in enumerate(recipe.stages):
         if stage.steps == 0:
             continue
         trainer._ensure_optimizer(idx, stage)
         trainer._wrap(stage)
-        loader = iter(trainer._loader(idx, stage))
+        fixed = 0.0
+        if stage.kind == "dit" and stage.cache_windows:
+            # Build a small cache to time both the encoding (per window, paid once per run for each
+            # distinct cache) and the steps on cached windows.
+            probe_windows = min(stage.cache_windows, max(64, 8 * stage.batch_size))
+            timed_stage = dataclasses.replace(stage, cache_windows=probe_windows)
+            t_build = time.perf_counter()
+            loader = iter(trainer._loader(idx, timed_stage))
+            per_window = (time.perf_counter() - t_build) / probe_windows
+            key = (stage.segment_frames, stage.cache_windows)
+            if key not in cached:
+                cached.add(key)
+                fixed = per_window * stage.cache_windows
+                log(f"  {stage.name:8s} latent cache: {per_window * 1000:8.1f} ms/window, "
+                    f"{fixed / 60:.1f} min for {stage.cache_windows} windows")
+        else:
+            loader = iter(trainer._loader(idx, stage))
         t0 = None
         for i in range(warmup_steps + timed_steps):
             if i == warmup_steps:
@@ -57,7 +81,7 @@ def time_stages(recipe: Recipe, data: list[str], device: str = "auto", warmup_st
         sync()
         dt = (time.perf_counter() - t0) / timed_steps
         del loader
-        out.append(StageTiming(stage.name, dt, timed_steps))
+        out.append(StageTiming(stage.name, dt, timed_steps, fixed))
         log(f"  {stage.name:8s} {stage.kind:3s} batch {stage.batch_size:3d}: {dt * 1000:8.1f} ms/step")
         trainer.optimizer = None
         trainer.opt_stage = -1
@@ -70,7 +94,11 @@ def scale_recipe(recipe: Recipe, timings: list[StageTiming], seconds: float) -> 
     planned = sum(s.steps * per_step[s.name] for s in recipe.stages if s.steps)
     if planned <= 0:
         raise ValueError("the recipe has no steps to fit")
-    factor = seconds / planned
+    fixed = sum(t.fixed_seconds for t in timings)
+    if fixed >= seconds:
+        raise ValueError(f"building the latent caches alone takes {fixed / 60:.1f} min, more than the "
+                         f"{seconds / 60:.1f} min budget; cache fewer windows")
+    factor = (seconds - fixed) / planned
     stages = []
     for s in recipe.stages:
         steps = 0 if s.steps == 0 else max(1, int(math.floor(s.steps * factor)))

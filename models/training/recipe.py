@@ -23,6 +23,7 @@ from models.errors import UserError
 
 CONDITIONS = ("text", "reference", "audio", "pose")
 STAGE_KINDS = ("vae", "dit")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Stage:
     pose_only_with_audio: bool = False  # draw pose among the audio-bearing samples only
     motion_prob: float = 0.0  # share of batches that carry motion frames
     segment_frames: int = 0  # 1 + 4k frames per training window (0: the preset's)
+    crop: int = 0  # VAE stages: train on random square crops of this many pixels (0: whole frames)
+    cache_windows: int = 0  # DiT stages: encode this many windows once and train on them (0: stream)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class Recipe:
     log_every: int = 10
     checkpoint_every: int = 200
     vae_kl_weight: float = 1e-6
+    mouth_weight: float = 0.0  # extra loss weight on the latent cells around the lips (0: plain loss)
+    precision: str = "auto"  # auto: bf16 autocast on GPUs, fp32 on CPUs; or force "bf16" / "fp32"
 
     @property
     def total_steps(self) -> int:
@@ -85,7 +90,7 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
     if not isinstance(raw, dict):
         raise UserError(f"{where}: a recipe is a JSON object")
     known = {"name", "preset", "seed", "weight_decay", "grad_clip", "ema_decay", "min_lr_ratio", "stages",
-             "num_workers", "log_every", "checkpoint_every", "vae_kl_weight", "comment"}
+             "num_workers", "log_every", "checkpoint_every", "vae_kl_weight", "mouth_weight", "precision", "comment"}
     for k in raw:
         if k not in known:
             raise UserError(f"{where}: unknown key '{k}'")
@@ -97,7 +102,7 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
     if not raw_stages:
         raise UserError(f"{where}: key 'stages' is empty")
     stage_keys = {"name", "kind", "steps", "lr", "warmup", "batch_size", "keep", "pose_only_with_audio",
-                  "motion_prob", "segment_frames", "comment"}
+                  "motion_prob", "segment_frames", "crop", "cache_windows", "comment"}
     for i, s in enumerate(raw_stages):
         w = f"{where}: stages[{i}]"
         if not isinstance(s, dict):
@@ -122,6 +127,16 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
         seg = int(s.get("segment_frames", 0))
         if seg and (seg - 1) % 4:
             raise UserError(f"{w}: key 'segment_frames' must be 1 + 4k, got {seg}")
+        crop = s.get("crop", 0)
+        if not isinstance(crop, int) or isinstance(crop, bool) or crop < 0 or crop % 16:
+            raise UserError(f"{w}: key 'crop' must be a multiple of 16 pixels (0: whole frames), got {crop!r}")
+        if crop and kind != "vae":
+            raise UserError(f"{w}: key 'crop' applies to 'vae' stages only")
+        cache_windows = s.get("cache_windows", 0)
+        if not isinstance(cache_windows, int) or isinstance(cache_windows, bool) or cache_windows < 0:
+            raise UserError(f"{w}: key 'cache_windows' must be a count >= 0, got {cache_windows!r}")
+        if cache_windows and kind != "dit":
+            raise UserError(f"{w}: key 'cache_windows' applies to 'dit' stages only")
         mp = float(s.get("motion_prob", 0.0))
         if not 0.0 <= mp <= 1.0:
             raise UserError(f"{w}: key 'motion_prob' must be in [0, 1]")
@@ -130,7 +145,7 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
             warmup=int(s.get("warmup", 0)), batch_size=_need(s, "batch_size", int, w),
             keep={c: float(r) for c, r in keep.items()},
             pose_only_with_audio=bool(s.get("pose_only_with_audio", False)),
-            motion_prob=mp, segment_frames=seg,
+            motion_prob=mp, segment_frames=seg, crop=crop, cache_windows=cache_windows,
         ))
     return Recipe(
         name=str(raw.get("name", Path(where).stem)), preset=preset, seed=int(raw.get("seed", 0)),
@@ -138,7 +153,22 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
         ema_decay=float(raw.get("ema_decay", 0.999)), min_lr_ratio=float(raw.get("min_lr_ratio", 0.1)),
         stages=tuple(stages), num_workers=int(raw.get("num_workers", 2)), log_every=int(raw.get("log_every", 10)),
         checkpoint_every=int(raw.get("checkpoint_every", 200)), vae_kl_weight=float(raw.get("vae_kl_weight", 1e-6)),
+        mouth_weight=_mouth_weight(raw, where), precision=_precision(raw, where),
     )
+
+
+def _precision(raw: dict, where: str) -> str:
+    v = raw.get("precision", "auto")
+    if v not in PRECISIONS:
+        raise UserError(f"{where}: key 'precision' must be one of {', '.join(PRECISIONS)}, got {v!r}")
+    return v
+
+
+def _mouth_weight(raw: dict, where: str) -> float:
+    v = raw.get("mouth_weight", 0.0)
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+        raise UserError(f"{where}: key 'mouth_weight' must be a number >= 0, got {v!r}")
+    return float(v)
 
 
 def load_recipe(path: str | os.PathLike) -> Recipe:

@@ -103,8 +103,10 @@ class Trainer:
         if device == "auto":
             device = f"cuda:{self.dist.local_rank}" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        self.amp = self.device.type == "cuda"
-        if self.amp:
+        # bf16 autocast: always on GPUs; on CPUs only when asked (CPUs with AVX512-BF16 or AMX run
+        # the transformer's matmuls several times faster in bf16; older ones emulate it slowly).
+        self.amp = recipe.precision == "bf16" or (recipe.precision == "auto" and self.device.type == "cuda")
+        if self.device.type == "cuda":
             # Fixed window shapes: let cuDNN pick the fastest 3D convolutions (the VAE), and TF32 for
             # what runs outside bf16 autocast.
             torch.backends.cudnn.benchmark = True
@@ -155,6 +157,8 @@ class Trainer:
         from models.data.dataset import WindowDataset
 
         seg = stage.segment_frames or self.config.sampling.segment_frames
+        if stage.kind == "dit" and stage.cache_windows:
+            return self._cached_windows(stage_idx, stage, seg)
         frames = seg + (MOTION_FRAMES if stage.kind == "dit" and stage.motion_prob > 0 else 0)
         ds = WindowDataset(self.data, num_frames=frames, batch_size=stage.batch_size,
                            seed=self.recipe.seed + 17 * stage_idx, rank=self.dist.rank,
@@ -164,12 +168,37 @@ class Trainer:
         return DataLoader(ds, batch_size=None, num_workers=self.num_workers,
                           persistent_workers=False, pin_memory=self.device.type == "cuda")
 
+    def _cached_windows(self, stage_idx: int, stage: Stage, seg: int):
+        """The stage's windows from the run's latent cache, built on first use (see ``latent_cache``)."""
+        from models.training import latent_cache as lc
+
+        key = lc.cache_key(self.data, seg, stage.cache_windows, self.recipe.seed,
+                           lc.vae_fingerprint(self.model.vae))
+        path = self.run_dir / "latents" / f"{key}-rank{self.dist.rank}.pt"
+        if path.is_file():
+            buckets = lc.load_cache(path)
+        else:
+            self.log(f"latent cache: encoding {stage.cache_windows} windows of {MOTION_FRAMES}+{seg} frames "
+                     f"with the frozen VAE (once; {path})")
+            self.model.vae.eval()
+            buckets = lc.build_cache(
+                self.data, seg, MOTION_FRAMES, stage.cache_windows // self.dist.world_size, self.recipe.seed,
+                lambda batch: self.encode_cache_batch(batch, seg), rank=self.dist.rank,
+                world_size=self.dist.world_size, log=self.log if self.dist.main else (lambda s: None))
+            lc.save_cache(buckets, path)
+        windows = lc.LatentWindows(buckets, stage.batch_size, seed=self.recipe.seed + 17 * stage_idx)
+        if self.data_state and self.data_state.get("stage") == stage_idx:
+            windows.load_state_dict(self.data_state["dataset"])
+        return windows
+
     # -- one step -------------------------------------------------------------------------------
 
     def vae_step(self, stage: Stage, batch: dict) -> dict[str, float]:
         video = batch["video"].to(self.device)
         seg = stage.segment_frames or self.config.sampling.segment_frames
         video = video[:, :, :seg]
+        if stage.crop:
+            video = self._random_crop(video, stage.crop)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             rec, mean, logvar = self._vae_module(video)
         rec = rec.float()
@@ -182,56 +211,109 @@ class Trainer:
         return {"loss": float(loss.detach()), "l1": float(l1.detach()), "kl": float(kl.detach()),
                 "psnr": -10 * math.log10(max(mse / 4.0, 1e-10))}
 
+    def _random_crop(self, video: torch.Tensor, size: int) -> torch.Tensor:
+        """One random ``size`` x ``size`` crop per sample (the VAE is convolutional: small crops
+        teach it the same edges, eyes and mouths for a fraction of the compute of whole frames)."""
+        h, w = video.shape[-2:]
+        ch, cw = min(size, h), min(size, w)
+        ys = torch.randint(0, h - ch + 1, (video.shape[0],), generator=self.gen).tolist()
+        xs = torch.randint(0, w - cw + 1, (video.shape[0],), generator=self.gen).tolist()
+        return torch.stack([v[..., y : y + ch, x : x + cw] for v, y, x in zip(video, ys, xs, strict=True)])
+
+    @torch.no_grad()
+    def encode_windows(self, batch: dict, seg: int, offset: int, motion: bool) -> dict[str, torch.Tensor | None]:
+        """The frozen VAE's latents of a loader batch: target frames ``offset .. offset + seg``, the
+        reference frame, and (``motion``) the ``MOTION_FRAMES`` before the target."""
+        vae = self.model.vae
+        dev = self.device
+        video = batch["video"].to(dev, non_blocking=True)  # (B, 3, T, H, W)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp):
+            x0 = vae.encode(video[:, :, offset : offset + seg]).float()
+            ref = vae.encode(batch["reference"].to(dev)[:, :, None]).float()
+            mot = vae.encode(video[:, :, offset - MOTION_FRAMES : offset]).float() if motion else None
+        return {"x0": x0, "ref": ref, "motion": mot}
+
+    def window_mel(self, batch: dict, seg: int, offset: int) -> torch.Tensor:
+        """Log-mel features of the target frames ``(B, seg, D)`` (computed over the whole window)."""
+        frames = batch["video"].shape[2]
+        feats = [self.mel(a.numpy(), num_frames=frames)[offset : offset + seg] for a in batch["audio"]]
+        return torch.stack(feats)
+
+    def encode_cache_batch(self, batch: dict, seg: int) -> dict[str, torch.Tensor]:
+        """Everything a cached window keeps (see ``latent_cache``), on the CPU."""
+        from models.training.latent_cache import mouth_cells
+
+        lat = self.encode_windows(batch, seg, MOTION_FRAMES, motion=True)
+        kp = batch["keypoints"][:, MOTION_FRAMES : MOTION_FRAMES + seg]
+        h, w = batch["video"].shape[-2:]
+        lh, lw = lat["x0"].shape[-2:]
+        heat = render_heatmaps(kp.flatten(0, 1), h, w, sigma=self.config.cond.heatmap_sigma)
+        heat = heat.unflatten(1, (kp.shape[0], seg)).transpose(0, 1)  # (B, P, T, H, W)
+        return {
+            "x0": lat["x0"].half().cpu(), "motion": lat["motion"].half().cpu(), "ref": lat["ref"].half().cpu(),
+            "mel": self.window_mel(batch, seg, MOTION_FRAMES).half(),
+            "heat": heat.mul(255).round().to(torch.uint8),
+            "mouth": mouth_cells(kp, lh, lw),
+        }
+
     def dit_step(self, stage: Stage, batch: dict) -> dict[str, float]:
+        from models.training.latent_cache import mouth_cells
+
         model = self.model
         tr = model.transformer
         dev = self.device
-        video = batch["video"].to(dev, non_blocking=True)  # (B, 3, T, H, W)
-        b = video.shape[0]
+        cached = "x0" in batch
+        b = len(batch["caption"])
         seg = stage.segment_frames or self.config.sampling.segment_frames
         use_motion = stage.motion_prob > 0 and float(torch.rand(1, generator=self.gen)) < stage.motion_prob
         offset = MOTION_FRAMES if stage.motion_prob > 0 else 0
-        target = video[:, :, offset : offset + seg]
         draw = draw_conditions(stage, batch["audio_ok"], batch["pose_ok"],
                                torch.tensor([bool(c.strip()) for c in batch["caption"]]), self.gen)
-        with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp):
-            x0 = model.vae.encode(target).float()
-            ref = model.vae.encode(batch["reference"].to(dev)[:, :, None]).float()
-            ref = ref * draw.reference.to(dev).view(b, 1, 1, 1, 1).float()
-            motion = model.vae.encode(video[:, :, offset - MOTION_FRAMES : offset]).float() if use_motion else None
+        if cached:
+            x0 = batch["x0"].to(dev).float()
+            ref = batch["ref"].to(dev).float()
+            motion = batch["motion"].to(dev).float() if use_motion else None
+        else:
+            lat = self.encode_windows(batch, seg, offset, use_motion)
+            x0, ref, motion = lat["x0"], lat["ref"], lat["motion"]
+        ref = ref * draw.reference.to(dev).view(b, 1, 1, 1, 1).float()
         n_lat = latent_frames(seg)
-        # Audio features of the target frames (the audio tensor covers the whole window).
+        lh, lw = x0.shape[-2:]
         audio = None
         if draw.audio.any():
-            feats = []
-            for i in range(b):
-                a = batch["audio"][i].numpy()
-                f = self.mel(a, num_frames=video.shape[2])
-                feats.append(f[offset : offset + seg])
-            audio = torch.stack(feats).to(dev)
+            audio = (batch["mel"].float() if cached else self.window_mel(batch, seg, offset)).to(dev)
         pose = None
         if draw.pose.any():
-            h, w = target.shape[-2:]
-            kp = batch["keypoints"][:, offset : offset + seg]
             keep = draw.pose.nonzero().flatten()
-            # One call for every pose-bearing sample: (n * T, K, 3) -> (C, n * T, H, W).
-            maps = render_heatmaps(kp[keep].flatten(0, 1), h, w, sigma=self.config.cond.heatmap_sigma, device=dev)
-            pose = torch.zeros(b, tr.cfg.pose_in_channels, seg, h, w, device=dev)
-            pose[keep.to(dev)] = maps.unflatten(1, (len(keep), seg)).transpose(0, 1)
+            if cached:
+                h, w = batch["heat"].shape[-2:]
+                pose = torch.zeros(b, tr.cfg.pose_in_channels, seg, h, w, device=dev)
+                pose[keep.to(dev)] = batch["heat"][keep].to(dev).float() / 255.0
+            else:
+                h, w = batch["video"].shape[-2:]
+                kp = batch["keypoints"][:, offset : offset + seg]
+                # One call for every pose-bearing sample: (n * T, K, 3) -> (C, n * T, H, W).
+                maps = render_heatmaps(kp[keep].flatten(0, 1), h, w, sigma=self.config.cond.heatmap_sigma,
+                                       device=dev)
+                pose = torch.zeros(b, tr.cfg.pose_in_channels, seg, h, w, device=dev)
+                pose[keep.to(dev)] = maps.unflatten(1, (len(keep), seg)).transpose(0, 1)
         tokens = mask = None
         if draw.text.any():
             tokens, mask = tokenize(list(batch["caption"]), tr.cfg.text_max_len)
             tokens, mask = tokens.to(dev), mask.to(dev)
         cond = Conditions(reference=ref, motion=motion, text_tokens=tokens, text_mask=mask, audio=audio, pose=pose,
                           text_keep=draw.text.to(dev), audio_keep=draw.audio.to(dev), pose_keep=draw.pose.to(dev))
-        lh, lw = x0.shape[-2:]
         n_tokens = (n_lat + 1 + (2 if motion is not None else 0)) * (lh // 2) * (lw // 2)
         t = sample_timesteps(b, shift_for_tokens(n_tokens), generator=self.gen).to(dev)
         noise = torch.randn(x0.shape, generator=self.gen).to(dev)
         xt = interpolate(x0, noise, t)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp):
             pred = self._dit_forward(xt, t, cond, n_lat)
-        per_sample = flow_loss(pred, x0, noise)
+        weight_map = None
+        if self.recipe.mouth_weight > 0:
+            cells = batch["mouth"] if cached else mouth_cells(batch["keypoints"][:, offset : offset + seg], lh, lw)
+            weight_map = 1.0 + self.recipe.mouth_weight * cells.to(dev).float()
+        per_sample = flow_loss(pred, x0, noise, weight_map=weight_map)
         loss = per_sample.mean()
         loss.backward()
         out = {"loss": float(loss.detach())}
