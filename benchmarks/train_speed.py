@@ -2,10 +2,12 @@
 
     python benchmarks/train_speed.py --preset toon-s                 # this CPU
     python benchmarks/train_speed.py --preset toon-s --preset base --device cuda   # a GPU, bf16
+    python benchmarks/train_speed.py --preset toon-s --cached --precision bf16      # the CPU recipe's step
 
 A step is the trainer's real transformer step (VAE encode of the window, conditions, forward,
-backward, optimiser) on a synthetic batch of the preset's segment length. MFU counts the model's
-matmul FLOPs of forward + backward (torch's FLOP counter, 3x the forward) against the device's
+backward, optimiser) on a synthetic batch of the preset's segment length; with ``--cached``, the
+step on a latent-cache window (what the CPU recipe trains: no VAE encoding, heatmaps precomputed).
+MFU counts the model's matmul FLOPs of forward + backward (torch's FLOP counter, 3x the forward) against the device's
 peak (bf16 dense: 989 TFLOP/s for an H100 SXM, overridable with --peak-tflops).
 """
 
@@ -65,9 +67,10 @@ def step_flops(trainer: Trainer, stage, batch: dict) -> float:
     return 3.0 * box["f"]  # forward + backward (2x forward)
 
 
-def bench(preset: str, device: str, batch: int, steps: int, peak: float | None) -> None:
+def bench(preset: str, device: str, batch: int, steps: int, peak: float | None, cached: bool = False,
+          precision: str = "auto", frames: int | None = None) -> None:
     recipe = parse_recipe({
-        "preset": preset, "seed": 0, "num_workers": 0,
+        "preset": preset, "seed": 0, "num_workers": 0, "precision": precision,
         "stages": [{"name": "bench", "kind": "dit", "steps": steps + 2, "lr": 1e-4, "batch_size": batch,
                     "keep": {"text": 1.0, "reference": 1.0, "audio": 1.0, "pose": 1.0}, "motion_prob": 1.0}],
     }, "benchmark")
@@ -75,8 +78,16 @@ def bench(preset: str, device: str, batch: int, steps: int, peak: float | None) 
     stage = recipe.stages[0]
     trainer._ensure_optimizer(0, stage)
     trainer._wrap(stage)
-    frames = trainer.config.sampling.segment_frames + MOTION_FRAMES
+    seg = frames or trainer.config.sampling.segment_frames
+    if frames:
+        import dataclasses
+
+        stage = dataclasses.replace(stage, segment_frames=seg)
+    frames = seg + MOTION_FRAMES
     data = synthetic_batch(preset, batch, frames)
+    if cached:
+        data = {**trainer.encode_cache_batch(data, seg), "caption": data["caption"],
+                "audio_ok": data["audio_ok"], "pose_ok": data["pose_ok"]}
     flops = step_flops(trainer, stage, data)
     sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
     for _ in range(2):  # warm-up
@@ -91,7 +102,8 @@ def bench(preset: str, device: str, batch: int, steps: int, peak: float | None) 
         trainer.optimizer.step()
     sync()
     dt = (time.perf_counter() - t0) / steps
-    line = (f"{preset:7s} {trainer.device.type:4s} batch {batch:3d} x {frames} frames: {dt:7.3f} s/step, "
+    kind = f"{'cached' if cached else 'streamed'} {'bf16' if trainer.amp else 'fp32'}"
+    line = (f"{preset:7s} {trainer.device.type:4s} {kind} batch {batch:3d} x {frames} frames: {dt:7.3f} s/step, "
             f"{batch / dt:8.2f} samples/s, {flops / dt / 1e12:8.3f} TFLOP/s model")
     if trainer.device.type == "cuda":
         name = torch.cuda.get_device_name(0)
@@ -108,10 +120,13 @@ def main() -> None:
     p.add_argument("--batch", type=int)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--peak-tflops", type=float)
+    p.add_argument("--cached", action="store_true", help="time the step on a latent-cache window")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    p.add_argument("--frames", type=int, help="segment frames (default: the preset's)")
     a = p.parse_args()
     for preset in a.preset or ["toon-s"]:
         batch = a.batch or (2 if a.device == "cpu" else {"toon-s": 32, "base": 2, "large": 1}.get(preset, 4))
-        bench(preset, a.device, batch, a.steps, a.peak_tflops)
+        bench(preset, a.device, batch, a.steps, a.peak_tflops, a.cached, a.precision, a.frames)
 
 
 if __name__ == "__main__":
