@@ -212,8 +212,11 @@ class Decoder(nn.Module):
 class CausalVAE(nn.Module):
     """Video ``(B, 3, 1+4k, H, W)`` in [-1, 1] <-> latents ``(B, C, 1+k, H/8, W/8)``.
 
-    ``encode`` returns normalised latents (per-channel ``latent_mean``/``latent_std`` buffers, set
-    after VAE training so the diffusion model sees unit-variance latents).
+    ``encode`` returns normalised latents: per-channel statistics, set after VAE training so the
+    diffusion model sees unit-variance latents. Latent frame 0 (one image) and the later latent frames
+    (four frames each) have statistics of their own (``latent_*`` and ``later_*``): their scales
+    differ several times over, and one shared scale would leave the later frames, where the motion
+    is, with a fraction of the signal-to-noise ratio of the first at every diffusion time.
     """
 
     def __init__(self, cfg: VAEConfig) -> None:
@@ -223,6 +226,8 @@ class CausalVAE(nn.Module):
         self.decoder = Decoder(cfg)
         self.register_buffer("latent_mean", torch.zeros(cfg.latent_channels))
         self.register_buffer("latent_std", torch.ones(cfg.latent_channels))
+        self.register_buffer("later_mean", torch.zeros(cfg.latent_channels))
+        self.register_buffer("later_std", torch.ones(cfg.latent_channels))
         for i, m in enumerate(m for m in self.modules() if isinstance(m, CausalConv3d)):
             m.cache_key = i
 
@@ -241,11 +246,28 @@ class CausalVAE(nn.Module):
             cache.advance()
         return out
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Models saved before the later frames had statistics of their own used one set for all.
+        for name in ("mean", "std"):
+            if prefix + f"later_{name}" not in state_dict and prefix + f"latent_{name}" in state_dict:
+                state_dict[prefix + f"later_{name}"] = state_dict[prefix + f"latent_{name}"].clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _stats(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and std broadcast over ``z``'s latent frames (frame 0: the image's)."""
+        t = z.shape[2]
+        mean = torch.cat([self.latent_mean.view(1, -1, 1), self.later_mean.view(1, -1, 1).expand(1, -1, t - 1)], 2)
+        std = torch.cat([self.latent_std.view(1, -1, 1), self.later_std.view(1, -1, 1).expand(1, -1, t - 1)], 2)
+        return mean[..., None, None].to(z.dtype), std[..., None, None].to(z.dtype)
+
     def normalize(self, z: torch.Tensor) -> torch.Tensor:
-        return (z - self.latent_mean.view(1, -1, 1, 1, 1)) / self.latent_std.view(1, -1, 1, 1, 1)
+        """Raw latents of a sequence that starts at video frame 0 -> unit-variance latents."""
+        mean, std = self._stats(z)
+        return (z - mean) / std
 
     def denormalize(self, z: torch.Tensor) -> torch.Tensor:
-        return z * self.latent_std.view(1, -1, 1, 1, 1) + self.latent_mean.view(1, -1, 1, 1, 1)
+        mean, std = self._stats(z)
+        return z * std + mean
 
     # -- chunked / tiled public API ----------------------------------------------------------
 

@@ -130,3 +130,19 @@ def test_bad_cpu_recipe_keys_are_named():
             parse_recipe(bad, "r.json")
     with pytest.raises(UserError, match="mouth_weight"):
         parse_recipe({**raw, "mouth_weight": -1}, "r.json")
+
+
+def test_ema_warm_up_counts_transformer_steps_only(dataset, tmp_path):
+    """After the VAE stages the EMA warms up from the first transformer step."""
+    from models.training.trainer import Trainer
+
+    r = _cached_recipe()
+    t = Trainer(r, [str(dataset)], tmp_path / "e", device="cpu", log=lambda s: None,
+                max_steps=r.stages[0].steps + 1)
+    assert t.first_dit_step == r.stages[0].steps
+    init = {k: v.clone() for k, v in t.ema.shadow.items()}
+    t.train()
+    # First transformer step: decay (1 + 0) / (10 + 0), whatever the VAE stages' step count.
+    for k, v in t.model.transformer.state_dict().items():
+        if k in t.ema.shadow:
+            assert torch.allclose(t.ema.shadow[k], 0.1 * init[k] + 0.9 * v.float(), atol=1e-6), k

@@ -116,3 +116,26 @@ def test_causal_conv_skips_the_zero_padding_exactly():
         chunked = torch.cat([conv(x, cache), conv(nxt, cache)], dim=2)
         whole = conv.conv(torch.cat([x.new_zeros(2, 4, 2, 7, 9), x, nxt], dim=2))
         assert torch.allclose(chunked, whole, atol=1e-6)
+
+
+def test_first_and_later_latent_frames_have_their_own_statistics():
+    torch.manual_seed(0)
+    vae = CausalVAE(get_preset("tiny").vae).eval()
+    vae.latent_mean.fill_(0.5)
+    vae.latent_std.fill_(2.0)
+    vae.later_mean.fill_(-1.0)
+    vae.later_std.fill_(0.25)
+    z = torch.randn(1, vae.cfg.latent_channels, 3, 4, 4)
+    n = vae.normalize(z)
+    assert torch.allclose(n[:, :, 0], (z[:, :, 0] - 0.5) / 2.0)
+    assert torch.allclose(n[:, :, 1:], (z[:, :, 1:] + 1.0) / 0.25)
+    assert torch.allclose(vae.denormalize(n), z, atol=1e-6)
+
+
+def test_models_saved_with_one_set_of_statistics_still_load():
+    vae = CausalVAE(get_preset("tiny").vae)
+    state = {k: v for k, v in vae.state_dict().items() if not k.startswith("later_")}
+    state["latent_std"] = torch.full_like(state["latent_std"], 3.0)
+    fresh = CausalVAE(get_preset("tiny").vae)
+    fresh.load_state_dict(state, strict=True)
+    assert torch.equal(fresh.later_std, fresh.latent_std) and float(fresh.later_std[0]) == 3.0

@@ -70,8 +70,8 @@ class EMA:
 
     @torch.no_grad()
     def update(self, module: torch.nn.Module, step: int) -> None:
-        # Warm up the decay so early weights do not linger (decay 0 at step 0).
-        d = min(self.decay, (1 + step) / (10 + step))
+        # Warm up the decay so early weights do not linger (decay 0.1 at step 0).
+        d = min(self.decay, (1 + max(step, 0)) / (10 + max(step, 0)))
         for k, v in module.state_dict().items():
             if k in self.shadow:
                 self.shadow[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
@@ -122,6 +122,12 @@ class Trainer:
         if self.config.name in ("base", "large"):
             self.model.transformer.gradient_checkpointing = True
         self.ema = EMA(self.model.transformer, recipe.ema_decay)
+        # The EMA's warm-up counts transformer steps, not the VAE stages' steps before them.
+        self.first_dit_step = 0
+        for s in recipe.stages:
+            if s.kind == "dit" and s.steps:
+                break
+            self.first_dit_step += s.steps
         self.gen = torch.Generator().manual_seed(recipe.seed + 1000 * self.dist.rank)
         self.step = 0
         self.data_state: dict | None = None
@@ -335,7 +341,7 @@ class Trainer:
         gnorm = torch.nn.utils.clip_grad_norm_(self._stage_params(stage), self.recipe.grad_clip)
         self.optimizer.step()
         if stage.kind == "dit":
-            self.ema.update(self.model.transformer, self.step)
+            self.ema.update(self.model.transformer, self.step - self.first_dit_step)
         return stats, gnorm
 
     def _dit_forward(self, xt, t, cond, frames):
@@ -459,25 +465,34 @@ class Trainer:
     def calibrate_latents(self, stage_idx: int, stage: Stage, batches: int = 8) -> None:
         """After the VAE stage: per-channel latent mean/std so the transformer sees unit variance."""
         vae = self.model.vae.eval()
-        vae.latent_mean.zero_()
-        vae.latent_std.fill_(1.0)
+        for buf in (vae.latent_mean, vae.later_mean):
+            buf.zero_()
+        for buf in (vae.latent_std, vae.later_std):
+            buf.fill_(1.0)
         loader = self._loader(stage_idx, stage)
-        zs = []
+        firsts, laters = [], []
         for i, batch in enumerate(loader):
             if i >= batches:
                 break
             seg = stage.segment_frames or self.config.sampling.segment_frames
-            zs.append(vae.encode(batch["video"][:, :, :seg].to(self.device)).float().transpose(0, 1).flatten(1))
-        z = torch.cat(zs, dim=1)
-        vae.latent_mean.copy_(z.mean(1))
-        vae.latent_std.copy_(z.std(1).clamp_min(1e-3))
+            z = vae.encode(batch["video"][:, :, :seg].to(self.device)).float().transpose(0, 1)  # (C, B, F, h, w)
+            firsts.append(z[:, :, 0].flatten(1))
+            if z.shape[2] > 1:
+                laters.append(z[:, :, 1:].flatten(1))
+        first = torch.cat(firsts, dim=1)
+        later = torch.cat(laters, dim=1) if laters else first  # image-only stage: one set for all
+        vae.latent_mean.copy_(first.mean(1))
+        vae.latent_std.copy_(first.std(1).clamp_min(1e-3))
+        vae.later_mean.copy_(later.mean(1))
+        vae.later_std.copy_(later.std(1).clamp_min(1e-3))
         if self.dist.world_size > 1:  # every rank uses rank 0's statistics
             import torch.distributed as dist
 
-            dist.broadcast(vae.latent_mean, 0)
-            dist.broadcast(vae.latent_std, 0)
+            for buf in (vae.latent_mean, vae.latent_std, vae.later_mean, vae.later_std):
+                dist.broadcast(buf, 0)
         if self.dist.main:
-            self.log(f"latent calibration: mean {z.mean():.3f}, std {vae.latent_std.cpu().numpy().round(3)}")
+            self.log(f"latent calibration: frame 0 std {vae.latent_std.cpu().numpy().round(3)}, "
+                     f"later frames std {vae.later_std.cpu().numpy().round(3)}")
 
     def _log_progress(self, stage: Stage, avg: dict, lr: float, t0: float, s0: int, total: int, fh) -> None:
         if not self.dist.main:
