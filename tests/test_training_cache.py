@@ -146,3 +146,27 @@ def test_ema_warm_up_counts_transformer_steps_only(dataset, tmp_path):
     for k, v in t.model.transformer.state_dict().items():
         if k in t.ema.shadow:
             assert torch.allclose(t.ema.shadow[k], 0.1 * init[k] + 0.9 * v.float(), atol=1e-6), k
+
+
+def test_decoder_only_stage_keeps_the_latents(dataset, tmp_path):
+    """A decoder-only VAE stage after the transformer's: encoder and latent statistics stay as they were."""
+    from models.training.trainer import Trainer
+
+    raw = json.loads(open(RECIPE).read())
+    raw["stages"] = raw["stages"][:2] + [{"name": "decoder", "kind": "vae", "steps": 2, "lr": 1e-3, "batch_size": 2,
+                                          "segment_frames": 9, "crop": 32, "decoder_only": True}]
+    r = parse_recipe(raw, "decoder.json")
+    t = Trainer(r, [str(dataset)], tmp_path / "d", device="cpu", log=lambda s: None,
+                max_steps=r.stages[0].steps + r.stages[1].steps)
+    t.train()
+    before = {k: v.clone() for k, v in t.model.vae.state_dict().items()}
+    t2 = Trainer(r, [str(dataset)], tmp_path / "d", device="cpu", resume=True, log=lambda s: None)
+    t2.train()
+    after = t2.model.vae.state_dict()
+    for k, v in before.items():
+        same = torch.equal(v, after[k])
+        assert same == (not k.startswith("decoder.")), k
+    with pytest.raises(UserError, match="decoder_only"):
+        bad = json.loads(json.dumps(raw))
+        bad["stages"][1]["decoder_only"] = True
+        parse_recipe(bad, "r.json")

@@ -40,6 +40,7 @@ class Stage:
     segment_frames: int = 0  # 1 + 4k frames per training window (0: the preset's)
     crop: int = 0  # VAE stages: train on random square crops of this many pixels (0: whole frames)
     cache_windows: int = 0  # DiT stages: encode this many windows once and train on them (0: stream)
+    decoder_only: bool = False  # VAE stages: train the decoder alone (latents, and what learnt them, stay)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
     if not raw_stages:
         raise UserError(f"{where}: key 'stages' is empty")
     stage_keys = {"name", "kind", "steps", "lr", "warmup", "batch_size", "keep", "pose_only_with_audio",
-                  "motion_prob", "segment_frames", "crop", "cache_windows", "comment"}
+                  "motion_prob", "segment_frames", "crop", "cache_windows", "decoder_only", "comment"}
     for i, s in enumerate(raw_stages):
         w = f"{where}: stages[{i}]"
         if not isinstance(s, dict):
@@ -137,6 +138,9 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
             raise UserError(f"{w}: key 'cache_windows' must be a count >= 0, got {cache_windows!r}")
         if cache_windows and kind != "dit":
             raise UserError(f"{w}: key 'cache_windows' applies to 'dit' stages only")
+        decoder_only = s.get("decoder_only", False)
+        if not isinstance(decoder_only, bool) or (decoder_only and kind != "vae"):
+            raise UserError(f"{w}: key 'decoder_only' is true or false, and applies to 'vae' stages only")
         mp = float(s.get("motion_prob", 0.0))
         if not 0.0 <= mp <= 1.0:
             raise UserError(f"{w}: key 'motion_prob' must be in [0, 1]")
@@ -146,6 +150,7 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
             keep={c: float(r) for c, r in keep.items()},
             pose_only_with_audio=bool(s.get("pose_only_with_audio", False)),
             motion_prob=mp, segment_frames=seg, crop=crop, cache_windows=cache_windows,
+            decoder_only=decoder_only,
         ))
     return Recipe(
         name=str(raw.get("name", Path(where).stem)), preset=preset, seed=int(raw.get("seed", 0)),

@@ -146,6 +146,8 @@ class Trainer:
 
     def _stage_params(self, stage: Stage) -> list[torch.nn.Parameter]:
         m = self.model.vae if stage.kind == "vae" else self.model.transformer
+        if stage.kind == "vae" and stage.decoder_only:
+            m = self.model.vae.decoder
         return [p for p in m.parameters() if p.requires_grad]
 
     def _ensure_optimizer(self, stage_idx: int, stage: Stage) -> None:
@@ -206,7 +208,14 @@ class Trainer:
         if stage.crop:
             video = self._random_crop(video, stage.crop)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            rec, mean, logvar = self._vae_module(video)
+            if stage.decoder_only:
+                # The latents stay what the transformer learnt: the encoder is frozen.
+                with torch.no_grad():
+                    mean, logvar = self.model.vae.encode_moments(video)
+                    z = mean + torch.randn(mean.shape, generator=self.gen).to(mean) * (0.5 * logvar).exp()
+                rec = self._vae_module(z, None)
+            else:
+                rec, mean, logvar = self._vae_module(video)
         rec = rec.float()
         l1 = (rec - video).abs().mean()
         mse = (rec - video).pow(2).mean()
@@ -392,7 +401,7 @@ class Trainer:
                     n_running = 0
                 if self.step % recipe.checkpoint_every == 0 and self.step < total:
                     self.save_checkpoint()
-                if stage.kind == "vae" and self.step == stage_end:
+                if stage.kind == "vae" and not stage.decoder_only and self.step == stage_end:
                     self.calibrate_latents(stage_idx, stage)
                 if self._out_of_time(t_start):
                     break
@@ -439,7 +448,7 @@ class Trainer:
 
     def _wrap(self, stage: Stage) -> None:
         """DDP (or FSDP for the large presets) around the module this stage trains."""
-        self._vae_module = self.model.vae
+        self._vae_module = self.model.vae.decoder if stage.kind == "vae" and stage.decoder_only else self.model.vae
         self._dit_module = TransformerStep(self.model.transformer)
         if self.dist.world_size <= 1:
             return
@@ -453,6 +462,8 @@ class Trainer:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         target = self.model.vae if stage.kind == "vae" else self._dit_module
+        if stage.kind == "vae" and stage.decoder_only:
+            target = self.model.vae.decoder
         ids = [self.dist.local_rank] if self.device.type == "cuda" else None
         # Absent conditions leave their encoders unused in some steps of the transformer stages.
         wrapped = DDP(target, device_ids=ids, find_unused_parameters=stage.kind == "dit")
