@@ -36,3 +36,13 @@ def randomize_(module: torch.nn.Module, skip: tuple[torch.nn.Module, ...] = (), 
         for p in module.parameters():
             if id(p) not in skip_ids:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory):
+    """Four tiny synthetic clips (the training tests' data)."""
+    from models.cli import main
+
+    out = tmp_path_factory.mktemp("data") / "ds"
+    assert main(["synth", "--clips", "4", "--out", str(out), "--size", "tiny", "--seed", "3", "--workers", "1"]) == 0
+    return out

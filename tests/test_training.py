@@ -10,15 +10,6 @@ from models.training.recipe import load_recipe, lr_at, parse_recipe
 RECIPE = "resources/recipes/tiny-test.json"
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    from models.cli import main
-
-    out = tmp_path_factory.mktemp("data") / "ds"
-    assert main(["synth", "--clips", "4", "--out", str(out), "--size", "tiny", "--seed", "3", "--workers", "1"]) == 0
-    return out
-
-
 def _recipe(**over):
     raw = json.loads(open(RECIPE).read())
     raw.update(over)

@@ -11,15 +11,6 @@ from models.training.recipe import parse_recipe
 RECIPE = "resources/recipes/tiny-test.json"
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    from models.cli import main
-
-    out = tmp_path_factory.mktemp("data") / "ds"
-    assert main(["synth", "--clips", "4", "--out", str(out), "--size", "tiny", "--seed", "3", "--workers", "1"]) == 0
-    return out
-
-
 def _cached_recipe():
     raw = json.loads(open(RECIPE).read())
     raw["mouth_weight"] = 4.0
