@@ -13,6 +13,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, action="append", help="dataset folder (repeat for several)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, log)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--init", metavar="MODEL_DIR",
+                   help="start a new run from a trained model folder's weights (fine-tuning; same preset)")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, help="data loader processes (default: the recipe's)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total (the run can be resumed)")
@@ -53,13 +55,15 @@ def _check_data(dirs: list[str]) -> None:
 
 
 def run(args) -> int:
+    from models.checkpoint import resolve_model_path
     from models.training.recipe import load_recipe
     from models.training.trainer import Trainer
 
     recipe = load_recipe(args.recipe)
     _check_data(args.data)
     trainer = Trainer(recipe, args.data, args.out, device=args.device, resume=args.resume,
-                      num_workers=args.workers, max_steps=args.max_steps, max_minutes=args.max_minutes)
+                      num_workers=args.workers, max_steps=args.max_steps, max_minutes=args.max_minutes,
+                      init=resolve_model_path(args.init) if args.init else None)
     trainer.train()
     if args.export and trainer.dist.main:
         from models.training.card import model_card

@@ -21,10 +21,11 @@ def model_card(trainer, data_dirs: list[str], eval_table: str | None = None) -> 
         f"{', '.join(f'{k} {v:g}' for k, v in s.keep.items()) or '-'} | {s.motion_prob:g} |"
         for s in r.stages
     )
+    init = f", starting from the weights of `{trainer.init}`" if getattr(trainer, "init", None) else ""
     return f"""# {trainer.config.name}: {r.name}
 
 Preset `{trainer.config.name}` ({trainer.model.num_parameters()['total'] / 1e6:.1f} M parameters), trained by
-`python main.py train --recipe {r.name}` for {trainer.step} steps.
+`python main.py train --recipe {r.name}` for {trainer.step} steps{init}.
 
 ## Data
 {', '.join(data_dirs) or 'see the run directory'} (synthetic toon world unless stated otherwise).

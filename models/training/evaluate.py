@@ -271,7 +271,10 @@ def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None
             extractor = mediapipe_video_keypoints
         except ImportError as e:  # the pose and hand metrics are skipped, and the log says so
             log(f"pose and hand metrics skipped: {e}")
-    results: dict[str, ModeScores] = {m: ModeScores() for m in ("ground_truth", "audio", "pose", "combined")}
+    modes = ("ground_truth", "audio", "pose", "combined")
+    if not isinstance(model, str):
+        modes = ("ground_truth", "vae_round_trip") + modes[1:]
+    results: dict[str, ModeScores] = {m: ModeScores() for m in modes}
     rng = np.random.default_rng(seed)
     n_clips = min(clips, len(store))
     for ci in range(n_clips):
@@ -282,6 +285,8 @@ def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None
         audio = clip.audio[: int(n / clip.fps * 16000)]
         shifted = np.roll(clip.audio, int(rng.integers(8, 16) * 16000 / clip.fps))
         score_clip(clip_frames, clip, results["ground_truth"], extractor, shifted_audio=shifted)
+        if "vae_round_trip" in results:  # the ceiling the VAE leaves the transformer
+            score_clip(vae_round_trip(model, clip_frames), clip, results["vae_round_trip"], shifted_audio=shifted)
         for mode in ("audio", "pose", "combined"):
             try:
                 res = gen(GenerationInputs(ref, audio if mode != "pose" else None,
@@ -319,6 +324,31 @@ def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None
         gt = clip.frames
         table["drift_ground_truth"] = drift(gt[: len(gt) // 4], gt[-len(gt) // 4 :], ref)
     return table
+
+
+def vae_round_trip(model, frames: np.ndarray) -> np.ndarray:
+    """``frames`` (T, H, W, 3) uint8 encoded and decoded by the model's VAE, one generation segment
+    (``sampling.segment_frames``) at a time like the pipeline; at the model's 16-pixel-multiple size,
+    then back to the frames' size. A trailing part shorter than 1 + 4k frames is cut to it."""
+    import cv2
+    import torch
+
+    seg = model.config.sampling.segment_frames
+    h, w = frames.shape[1:3]
+    h16, w16 = max(16, h // 16 * 16), max(16, w // 16 * 16)
+    vae = model.vae
+    param = next(vae.parameters())
+    out = []
+    for s in range(0, len(frames), seg):
+        chunk = frames[s : s + seg]
+        chunk = chunk[: 1 + (len(chunk) - 1) // 4 * 4]
+        x = np.stack([cv2.resize(f, (w16, h16), interpolation=cv2.INTER_AREA) for f in chunk])
+        x = torch.from_numpy(x).to(param.device).permute(3, 0, 1, 2)[None].to(param.dtype) / 127.5 - 1.0
+        with torch.no_grad():
+            rec = vae.decode(vae.encode(x))
+        rec = ((rec[0].float().permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
+        out.append(rec)
+    return _fit(np.concatenate(out), (h, w))
 
 
 def _fit(frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

@@ -183,6 +183,36 @@ def load_cache(path: Path) -> list[dict]:
     return raw["buckets"]
 
 
+def lip_mask(keypoints: torch.Tensor, height: int, width: int, margin: float = 1.0, grow: float = 0.0,
+             min_confidence: float = 0.3) -> torch.Tensor:
+    """Per frame, the cells of a ``height`` x ``width`` grid inside the box around the visible lip
+    points, grown by ``margin`` cells plus ``grow`` times the box's larger side on every side:
+    ``(B, T, K, 3)`` -> ``(B, T, height, width)`` bool. Frames without visible lips mark nothing."""
+    from models.conditions.keypoints import FACE_START
+
+    lips = keypoints[:, :, FACE_START : FACE_START + 10].float()
+    vis = lips[..., 2] > min_confidence  # (B, T, 10)
+    big = torch.tensor(1e9)
+    x = lips[..., 0] * width
+    y = lips[..., 1] * height
+    x0 = torch.where(vis, x, big).amin(-1)
+    x1 = torch.where(vis, x, -big).amax(-1)
+    y0 = torch.where(vis, y, big).amin(-1)
+    y1 = torch.where(vis, y, -big).amax(-1)
+    pad = margin + grow * torch.maximum(x1 - x0, y1 - y0).clamp(0, max(height, width))
+    x0, x1, y0, y1 = x0 - pad, x1 + pad, y0 - pad, y1 + pad
+    cy = torch.arange(height, dtype=torch.float32) + 0.5
+    cx = torch.arange(width, dtype=torch.float32) + 0.5
+    return ((cy.view(1, 1, -1, 1) >= y0[..., None, None]) & (cy.view(1, 1, -1, 1) <= y1[..., None, None])
+            & (cx.view(1, 1, 1, -1) >= x0[..., None, None]) & (cx.view(1, 1, 1, -1) <= x1[..., None, None]))
+
+
+def lip_pixels(keypoints: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The pixels around the lips of every frame ``(B, T, H, W)`` bool: the lips' box grown by half
+    its size and two pixels (an open jaw and the teeth stay inside)."""
+    return lip_mask(keypoints, height, width, margin=2.0, grow=0.5)
+
+
 def mouth_cells(keypoints: torch.Tensor, lat_h: int, lat_w: int, margin: float = 1.0,
                 min_confidence: float = 0.3) -> torch.Tensor:
     """Latent cells around the lips: ``(B, T, K, 3)`` keypoints -> ``(B, 1+k, lat_h, lat_w)`` bool.
@@ -191,21 +221,7 @@ def mouth_cells(keypoints: torch.Tensor, lat_h: int, lat_w: int, margin: float =
     latent frame takes the union of its video frames (frame 0 alone, then groups of 4, like the
     VAE). Frames without visible lips mark nothing.
     """
-    from models.conditions.keypoints import FACE_START
-
-    lips = keypoints[:, :, FACE_START : FACE_START + 10].float()
-    vis = lips[..., 2] > min_confidence  # (B, T, 10)
-    big = torch.tensor(1e9)
-    x = lips[..., 0] * lat_w
-    y = lips[..., 1] * lat_h
-    x0 = torch.where(vis, x, big).amin(-1) - margin
-    x1 = torch.where(vis, x, -big).amax(-1) + margin
-    y0 = torch.where(vis, y, big).amin(-1) - margin
-    y1 = torch.where(vis, y, -big).amax(-1) + margin
-    cy = torch.arange(lat_h, dtype=torch.float32) + 0.5
-    cx = torch.arange(lat_w, dtype=torch.float32) + 0.5
-    inside = ((cy.view(1, 1, -1, 1) >= y0[..., None, None]) & (cy.view(1, 1, -1, 1) <= y1[..., None, None])
-              & (cx.view(1, 1, 1, -1) >= x0[..., None, None]) & (cx.view(1, 1, 1, -1) <= x1[..., None, None]))
+    inside = lip_mask(keypoints, lat_h, lat_w, margin=margin, min_confidence=min_confidence)
     t = inside.shape[1]
     if (t - 1) % 4:
         raise ValueError(f"mouth_cells needs 1 + 4k frames, got {t}")

@@ -41,6 +41,8 @@ class Stage:
     crop: int = 0  # VAE stages: train on random square crops of this many pixels (0: whole frames)
     cache_windows: int = 0  # DiT stages: encode this many windows once and train on them (0: stream)
     decoder_only: bool = False  # VAE stages: train the decoder alone (latents, and what learnt them, stay)
+    face_crops: float = 0.0  # VAE stages with crops: share of crops centred on the face (the rest: anywhere)
+    mouth_weight: float | None = None  # extra loss weight around the lips (None: the recipe's for DiT, 0 for VAE)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,12 @@ class Recipe:
     vae_kl_weight: float = 1e-6
     mouth_weight: float = 0.0  # extra loss weight on the latent cells around the lips (0: plain loss)
     precision: str = "auto"  # auto: bf16 autocast on GPUs, fp32 on CPUs; or force "bf16" / "fp32"
+
+    def mouth_weight_of(self, stage: Stage) -> float:
+        """The stage's extra loss weight around the lips: its own, else the recipe's (DiT stages) or 0."""
+        if stage.mouth_weight is not None:
+            return stage.mouth_weight
+        return self.mouth_weight if stage.kind == "dit" else 0.0
 
     @property
     def total_steps(self) -> int:
@@ -103,7 +111,8 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
     if not raw_stages:
         raise UserError(f"{where}: key 'stages' is empty")
     stage_keys = {"name", "kind", "steps", "lr", "warmup", "batch_size", "keep", "pose_only_with_audio",
-                  "motion_prob", "segment_frames", "crop", "cache_windows", "decoder_only", "comment"}
+                  "motion_prob", "segment_frames", "crop", "cache_windows", "decoder_only", "face_crops",
+                  "mouth_weight", "comment"}
     for i, s in enumerate(raw_stages):
         w = f"{where}: stages[{i}]"
         if not isinstance(s, dict):
@@ -141,6 +150,12 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
         decoder_only = s.get("decoder_only", False)
         if not isinstance(decoder_only, bool) or (decoder_only and kind != "vae"):
             raise UserError(f"{w}: key 'decoder_only' is true or false, and applies to 'vae' stages only")
+        face_crops = s.get("face_crops", 0.0)
+        if not isinstance(face_crops, (int, float)) or isinstance(face_crops, bool) or not 0.0 <= face_crops <= 1.0:
+            raise UserError(f"{w}: key 'face_crops' must be a share in [0, 1], got {face_crops!r}")
+        if face_crops and not crop:
+            raise UserError(f"{w}: key 'face_crops' needs 'crop' (the size of the crops to centre on the face)")
+        stage_mouth = _mouth_weight(s, w) if s.get("mouth_weight") is not None else None
         mp = float(s.get("motion_prob", 0.0))
         if not 0.0 <= mp <= 1.0:
             raise UserError(f"{w}: key 'motion_prob' must be in [0, 1]")
@@ -150,7 +165,7 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
             keep={c: float(r) for c, r in keep.items()},
             pose_only_with_audio=bool(s.get("pose_only_with_audio", False)),
             motion_prob=mp, segment_frames=seg, crop=crop, cache_windows=cache_windows,
-            decoder_only=decoder_only,
+            decoder_only=decoder_only, face_crops=float(face_crops), mouth_weight=stage_mouth,
         ))
     return Recipe(
         name=str(raw.get("name", Path(where).stem)), preset=preset, seed=int(raw.get("seed", 0)),

@@ -29,6 +29,7 @@ from models.dit import Conditions
 from models.errors import UserError
 from models.flow import flow_loss, interpolate, sample_timesteps, shift_for_tokens
 from models.model import OmniHuman
+from models.training.latent_cache import lip_pixels
 from models.training.plan import draw_conditions
 from models.training.recipe import Recipe, Stage, lr_at
 
@@ -95,7 +96,8 @@ class TransformerStep(torch.nn.Module):
 class Trainer:
     def __init__(self, recipe: Recipe, data: list[str], run_dir: str | os.PathLike, device: str = "auto",
                  resume: bool = False, log: Callable[[str], None] | None = None, num_workers: int | None = None,
-                 max_steps: int | None = None, max_minutes: float | None = None) -> None:
+                 max_steps: int | None = None, max_minutes: float | None = None,
+                 init: str | os.PathLike | None = None) -> None:
         self.recipe = recipe
         self.data = [str(d) for d in data]
         self.run_dir = Path(run_dir)
@@ -135,12 +137,37 @@ class Trainer:
         self.opt_stage = -1
         self.mel = MelFeatures(self.config.cond)
         self.history: dict[str, list[float]] = defaultdict(list)
+        self.init: str | None = None  # the model folder a fine-tuning run started from
+        if init is not None and resume:
+            raise UserError("--init starts a new run from a model's weights; --resume continues the run in --out "
+                            "(its checkpoint already holds the weights): pass one of them")
         if resume:
             if not (self.run_dir / "checkpoint" / "state.json").is_file():
                 raise UserError(f"{self.run_dir}: nothing to resume (no checkpoint/state.json)")
             self.load_checkpoint()
         elif (self.run_dir / "checkpoint" / "state.json").is_file():
             raise UserError(f"{self.run_dir}: already holds a run; pass --resume to continue it or choose a new --out")
+        if init is not None:
+            self.init_from(init)
+
+    def init_from(self, folder: str | os.PathLike) -> None:
+        """Start from a trained model folder's weights (fine-tuning: e.g. the bundled model on more
+        data or a longer recipe). Its architecture must be the recipe preset's."""
+        from models.checkpoint import load_model
+
+        src = load_model(folder)
+        mine, theirs = self.config.to_dict(), src.config.to_dict()
+        for part in ("vae", "dit", "cond"):
+            for key in mine[part]:
+                if mine[part][key] != theirs[part].get(key):
+                    raise UserError(f"{folder}: the model's {part}.{key} is {theirs[part].get(key)!r} where the "
+                                    f"recipe's preset '{self.config.name}' has {mine[part][key]!r}; --init needs "
+                                    "a model of the recipe's preset")
+        self.model.load_state_dict(src.state_dict())
+        self.ema = EMA(self.model.transformer, self.recipe.ema_decay)
+        self.init = str(folder)
+        if self.dist.main:
+            self.log(f"initialised from {folder} ({src.config.name})")
 
     # -- optimiser per stage ------------------------------------------------------------------
 
@@ -205,8 +232,9 @@ class Trainer:
         video = batch["video"].to(self.device)
         seg = stage.segment_frames or self.config.sampling.segment_frames
         video = video[:, :, :seg]
+        keypoints = batch["keypoints"][:, :seg].float()
         if stage.crop:
-            video = self._random_crop(video, stage.crop)
+            video, keypoints = self._crop(video, keypoints, stage.crop, stage.face_crops)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             if stage.decoder_only:
                 # The latents stay what the transformer learnt: the encoder is frozen.
@@ -217,23 +245,56 @@ class Trainer:
             else:
                 rec, mean, logvar = self._vae_module(video)
         rec = rec.float()
-        l1 = (rec - video).abs().mean()
-        mse = (rec - video).pow(2).mean()
+        err = rec - video
+        mouth_weight = self.recipe.mouth_weight_of(stage)
+        if mouth_weight > 0:
+            # Pixels around the lips weigh 1 + mouth_weight; normalised so the loss keeps its scale.
+            wmap = 1.0 + mouth_weight * lip_pixels(keypoints, *video.shape[-2:]).to(err.device)[:, None].float()
+            wmap = wmap / wmap.mean()
+            l1 = (err.abs() * wmap).mean()
+            mse_w = (err.pow(2) * wmap).mean()
+        else:
+            l1 = err.abs().mean()
+            mse_w = err.pow(2).mean()
         kl = 0.5 * (mean.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).mean()
-        loss = l1 + mse + self.recipe.vae_kl_weight * kl
+        loss = l1 + mse_w + self.recipe.vae_kl_weight * kl
         loss.backward()
-        mse = float(mse.detach())
+        mse = float(err.detach().pow(2).mean())
         return {"loss": float(loss.detach()), "l1": float(l1.detach()), "kl": float(kl.detach()),
                 "psnr": -10 * math.log10(max(mse / 4.0, 1e-10))}
 
-    def _random_crop(self, video: torch.Tensor, size: int) -> torch.Tensor:
-        """One random ``size`` x ``size`` crop per sample (the VAE is convolutional: small crops
-        teach it the same edges, eyes and mouths for a fraction of the compute of whole frames)."""
+    def _crop(self, video: torch.Tensor, keypoints: torch.Tensor, size: int,
+              face_share: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """One ``size`` x ``size`` crop per sample, and the keypoints in the crop's coordinates.
+
+        The VAE is convolutional: small crops teach it the same edges, eyes and mouths for a
+        fraction of the compute of whole frames. A ``face_share`` of the crops is centred on the
+        face (the lips of the window's first frame, jittered by up to a quarter crop) so the small
+        details that carry speech are seen far more often than their share of the frame.
+        """
+        from models.conditions.keypoints import FACE_START
+
+        b = video.shape[0]
         h, w = video.shape[-2:]
         ch, cw = min(size, h), min(size, w)
-        ys = torch.randint(0, h - ch + 1, (video.shape[0],), generator=self.gen).tolist()
-        xs = torch.randint(0, w - cw + 1, (video.shape[0],), generator=self.gen).tolist()
-        return torch.stack([v[..., y : y + ch, x : x + cw] for v, y, x in zip(video, ys, xs, strict=True)])
+        ys = torch.randint(0, h - ch + 1, (b,), generator=self.gen)
+        xs = torch.randint(0, w - cw + 1, (b,), generator=self.gen)
+        on_face = torch.rand(b, generator=self.gen) < face_share
+        jitter = (torch.rand(b, 2, generator=self.gen) - 0.5) * (0.5 * size)
+        lips = keypoints[:, 0, FACE_START : FACE_START + 10]
+        visible = (lips[..., 2] > 0.3).all(-1)
+        cx = lips[..., 0].mean(-1) * w + jitter[:, 0]
+        cy = lips[..., 1].mean(-1) * h + jitter[:, 1]
+        face = on_face & visible
+        xs = torch.where(face, (cx - cw / 2).round().long().clamp(0, w - cw), xs).tolist()
+        ys = torch.where(face, (cy - ch / 2).round().long().clamp(0, h - ch), ys).tolist()
+        crops = torch.stack([v[..., y : y + ch, x : x + cw] for v, y, x in zip(video, ys, xs, strict=True)])
+        kp = keypoints.clone()
+        off_x = torch.tensor(xs, dtype=kp.dtype).view(b, 1, 1)
+        off_y = torch.tensor(ys, dtype=kp.dtype).view(b, 1, 1)
+        kp[..., 0] = (kp[..., 0] * w - off_x) / cw
+        kp[..., 1] = (kp[..., 1] * h - off_y) / ch
+        return crops, kp
 
     @torch.no_grad()
     def encode_windows(self, batch: dict, seg: int, offset: int, motion: bool) -> dict[str, torch.Tensor | None]:
@@ -325,9 +386,10 @@ class Trainer:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp):
             pred = self._dit_forward(xt, t, cond, n_lat)
         weight_map = None
-        if self.recipe.mouth_weight > 0:
+        mouth_weight = self.recipe.mouth_weight_of(stage)
+        if mouth_weight > 0:
             cells = batch["mouth"] if cached else mouth_cells(batch["keypoints"][:, offset : offset + seg], lh, lw)
-            weight_map = 1.0 + self.recipe.mouth_weight * cells.to(dev).float()
+            weight_map = 1.0 + mouth_weight * cells.to(dev).float()
         per_sample = flow_loss(pred, x0, noise, weight_map=weight_map)
         loss = per_sample.mean()
         loss.backward()
@@ -543,6 +605,7 @@ class Trainer:
         save_file(opt_tensors, str(ck / "optimizer.safetensors"))
         save_file({"generator": self.gen.get_state(), "torch": torch.get_rng_state()}, str(ck / "rng.safetensors"))
         state = {"step": self.step, "opt_stage": self.opt_stage, "optimizer": opt_meta, "data": self.data_state,
+                 "init": self.init,
                  "recipe": _recipe_dict(self.recipe), "config": self.config.to_dict()}
         (ck / "state.json").write_text(json.dumps(state, indent=2))
         final = self.run_dir / "checkpoint"
@@ -568,6 +631,7 @@ class Trainer:
         torch.set_rng_state(rng["torch"])
         self.step = int(state["step"])
         self.data_state = state["data"]
+        self.init = state.get("init")
         if state["opt_stage"] >= 0 and state["optimizer"] is not None:
             stage = self.recipe.stages[state["opt_stage"]]
             self._ensure_optimizer(state["opt_stage"], stage)

@@ -1,0 +1,149 @@
+"""Fine-tuning pieces: face-centred VAE crops, the mouth-weighted VAE loss, ``train --init``."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from models.errors import UserError
+from models.training.recipe import parse_recipe
+
+RECIPE = "resources/recipes/tiny-test.json"
+
+
+def _keypoints(b: int, t: int, cx: float, cy: float) -> torch.Tensor:
+    from models.conditions.keypoints import FACE_START, NUM_KEYPOINTS
+
+    kp = torch.zeros(b, t, NUM_KEYPOINTS, 3)
+    angles = torch.linspace(0, 2 * np.pi, 11)[:10]
+    kp[:, :, FACE_START : FACE_START + 10, 0] = cx + 0.03 * torch.cos(angles)
+    kp[:, :, FACE_START : FACE_START + 10, 1] = cy + 0.01 * torch.sin(angles)
+    kp[:, :, FACE_START : FACE_START + 10, 2] = 1.0
+    return kp
+
+
+def _trainer(dataset, tmp_path, raw=None):
+    from models.training.trainer import Trainer
+
+    raw = raw or json.loads(open(RECIPE).read())
+    return Trainer(parse_recipe(raw, "r.json"), [str(dataset)], tmp_path, device="cpu", log=lambda s: None)
+
+
+def test_face_crops_hold_the_lips_and_move_the_keypoints(dataset, tmp_path):
+    from models.training.latent_cache import lip_pixels
+
+    t = _trainer(dataset, tmp_path / "r")
+    b, h, w = 16, 96, 128
+    video = torch.arange(h * w, dtype=torch.float32).view(1, 1, 1, h, w).expand(b, 3, 5, h, w)
+    kp = _keypoints(b, 5, cx=0.8, cy=0.25)
+    crops, moved = t._crop(video, kp, 32, face_share=1.0)
+    assert crops.shape == (b, 3, 5, 32, 32)
+    lips = lip_pixels(moved, 32, 32)
+    assert lips.flatten(1).any(1).all()  # every crop holds the lips
+    # The moved keypoints point at the same pixels: the crop's top-left value names its offset.
+    for i in range(b):
+        y, x = divmod(int(crops[i, 0, 0, 0, 0]), w)
+        assert torch.allclose(moved[i, 0, :, 0] * 32 + x, kp[i, 0, :, 0] * w, atol=1e-4)
+        assert torch.allclose(moved[i, 0, :, 1] * 32 + y, kp[i, 0, :, 1] * h, atol=1e-4)
+    # No face share: crops land anywhere, most of them away from a corner mouth.
+    _, anywhere = t._crop(video, kp, 32, face_share=0.0)
+    assert lip_pixels(anywhere, 32, 32).flatten(1).any(1).float().mean() < 0.6
+    # Lips not visible: a face crop falls back to a random one (no error).
+    kp[..., 2] = 0.0
+    assert t._crop(video, kp, 32, face_share=1.0)[0].shape == (b, 3, 5, 32, 32)
+
+
+def test_lip_pixels_grow_with_the_lips():
+    from models.training.latent_cache import lip_pixels
+
+    kp = _keypoints(1, 1, cx=0.5, cy=0.5)
+    m = lip_pixels(kp, 100, 100)[0, 0]
+    ys, xs = m.nonzero(as_tuple=True)
+    # lips 6 x 2 px, grown by half of 6 plus 2 on every side -> 16 x 12 px
+    assert 15 <= int(xs.max() - xs.min() + 1) <= 17 and 11 <= int(ys.max() - ys.min() + 1) <= 13
+    kp[..., 2] = 0.0
+    assert not lip_pixels(kp, 100, 100).any()
+
+
+def test_vae_mouth_weight_changes_the_loss_and_not_its_scale(dataset, tmp_path):
+    raw = json.loads(open(RECIPE).read())
+    raw["stages"][0]["crop"] = 32
+    raw["stages"][0]["face_crops"] = 1.0
+    plain = _trainer(dataset, tmp_path / "p", raw)
+    raw["stages"][0]["mouth_weight"] = 20.0
+    weighted = _trainer(dataset, tmp_path / "w", raw)
+    assert plain.recipe.mouth_weight_of(plain.recipe.stages[0]) == 0.0  # VAE stages: none by default
+    assert weighted.recipe.mouth_weight_of(weighted.recipe.stages[0]) == 20.0
+    assert weighted.recipe.mouth_weight_of(weighted.recipe.stages[1]) == weighted.recipe.mouth_weight
+    from models.data.dataset import WindowDataset
+
+    ds = WindowDataset([str(dataset)], num_frames=5, batch_size=2, seed=0, infinite=False)
+    batch = ds.make_batch(ds.epoch_plan(0)[0], 0)
+    weighted.model.load_state_dict(plain.model.state_dict())
+    stage_p, stage_w = plain.recipe.stages[0], weighted.recipe.stages[0]
+    plain._wrap(stage_p)
+    weighted._wrap(stage_w)
+    torch.manual_seed(0)
+    a = plain.vae_step(stage_p, batch)
+    torch.manual_seed(0)
+    b = weighted.vae_step(stage_w, batch)
+    assert a["psnr"] == pytest.approx(b["psnr"], abs=1e-6)  # same crops (same seed), same reconstruction
+    assert a["loss"] != pytest.approx(b["loss"], rel=1e-4)
+    assert 0.2 < b["loss"] / a["loss"] < 5.0
+
+
+def test_bad_fine_tuning_keys_are_named():
+    raw = json.loads(open(RECIPE).read())
+    for key, value, match in [("face_crops", 1.5, "face_crops"), ("face_crops", 0.5, "needs 'crop'"),
+                              ("mouth_weight", -1, "mouth_weight")]:
+        bad = json.loads(json.dumps(raw))
+        bad["stages"][0][key] = value
+        with pytest.raises(UserError, match=rf"stages\[0\].*{match}"):
+            parse_recipe(bad, "r.json")
+
+
+def test_init_starts_a_run_from_a_model_folder(dataset, tmp_path, tiny_model):
+    from models.checkpoint import save_model
+    from models.cli import main
+    from models.training.trainer import Trainer
+
+    save_model(tiny_model, tmp_path / "model")
+    r = parse_recipe(json.loads(open(RECIPE).read()), "r.json")
+    t = Trainer(r, [str(dataset)], tmp_path / "run", device="cpu", log=lambda s: None, init=tmp_path / "model")
+    for k, v in tiny_model.state_dict().items():
+        assert torch.equal(t.model.state_dict()[k], v.float()), k
+    for k, v in t.ema.shadow.items():
+        assert torch.equal(v, t.model.transformer.state_dict()[k].float()), k
+    t.max_steps = 2
+    t.train()
+    assert Trainer(r, [str(dataset)], tmp_path / "run", device="cpu", resume=True, log=lambda s: None).init == str(
+        tmp_path / "model")
+    with pytest.raises(UserError, match="--init.*--resume|--resume.*--init"):
+        Trainer(r, [str(dataset)], tmp_path / "run", device="cpu", resume=True, init=tmp_path / "model")
+    # A model of another preset is refused, naming what differs.
+    raw = json.loads(open(RECIPE).read())
+    raw["preset"] = "toon-s"
+    with pytest.raises(UserError, match=r"model.*dit\.\w+|vae\.\w+"):
+        Trainer(parse_recipe(raw, "r.json"), [str(dataset)], tmp_path / "other", device="cpu", init=tmp_path / "model")
+    # The command line: a folder that is no model is named.
+    code = main(["train", "--recipe", RECIPE, "--data", str(dataset), "--out", str(tmp_path / "x"),
+                 "--init", str(tmp_path / "nowhere")])
+    assert code != 0
+
+
+def test_eval_reports_the_vae_ceiling(tiny_model):
+    from models.training.evaluate import vae_round_trip
+
+    rng = np.random.default_rng(0)
+    frames = (rng.random((40, 32, 48, 3)) * 255).astype(np.uint8)
+    seg = tiny_model.config.sampling.segment_frames
+    frames = frames[: seg + 2]
+    out = vae_round_trip(tiny_model, frames)
+    assert out.shape == (seg + 1, 32, 48, 3)  # seg + 2 frames: the 2 left over are cut to 1 + 4 * 0
+    assert out.dtype == np.uint8
+    x = torch.from_numpy(frames[:seg]).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
+    with torch.no_grad():
+        direct = tiny_model.vae.decode(tiny_model.vae.encode(x))
+    direct = ((direct[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+    assert np.abs(out[:seg].astype(int) - direct.astype(int)).max() <= 1
