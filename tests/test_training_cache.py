@@ -18,6 +18,8 @@ def _cached_recipe():
     for s in raw["stages"][1:]:
         s["cache_windows"] = 6
         s["segment_frames"] = 5
+        s["crop"] = 32  # the transformer on latent crops, half of them on the lips
+        s["face_crops"] = 0.5
     return parse_recipe(raw, "cached.json")
 
 
@@ -111,7 +113,8 @@ def test_bad_cpu_recipe_keys_are_named():
     raw = json.loads(open(RECIPE).read())
     for where, key, value, match in [
         (0, "crop", 30, "crop"),
-        (1, "crop", 32, "'vae' stages only"),
+        (1, "crop", 24, "multiple of 16"),
+        (1, "face_crops", 0.5, "needs 'crop'"),
         (1, "cache_windows", -1, "cache_windows"),
         (0, "cache_windows", 8, "'dit' stages only"),
     ]:

@@ -147,3 +147,32 @@ def test_eval_reports_the_vae_ceiling(tiny_model):
         direct = tiny_model.vae.decode(tiny_model.vae.encode(x))
     direct = ((direct[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
     assert np.abs(out[:seg].astype(int) - direct.astype(int)).max() <= 1
+
+
+def test_transformer_crops_centre_on_the_lip_cells(dataset, tmp_path):
+    from models.training.trainer import _crop_each
+
+    t = _trainer(dataset, tmp_path / "r")
+    cells = torch.zeros(6, 3, 16, 20, dtype=torch.bool)
+    cells[:, :, 12:14, 15:17] = True  # lips near the bottom-right corner
+    cells[5] = False  # no lips: a random crop
+    ys, xs = t._latent_crop_offsets(cells, 6, face_share=1.0)
+    cropped = _crop_each(cells, ys, xs, 6)
+    assert cropped.shape == (6, 3, 6, 6)
+    assert cropped[:5].flatten(1).any(1).all()
+    # A pose map in pixels crops at 8x the latent offsets and size and stays aligned.
+    pose = cells.float().repeat_interleave(8, -1).repeat_interleave(8, -2)
+    pc = _crop_each(pose, [y * 8 for y in ys], [x * 8 for x in xs], 48)
+    assert torch.equal(pc[..., ::8, ::8].bool(), cropped)
+
+
+def test_a_streamed_transformer_stage_trains_on_crops(dataset, tmp_path):
+    from models.training.trainer import Trainer
+
+    raw = json.loads(open(RECIPE).read())
+    raw["stages"] = [dict(s, crop=32, face_crops=1.0) for s in raw["stages"] if s["kind"] == "dit"][:1]
+    raw["stages"][0]["steps"] = 2
+    raw["mouth_weight"] = 3.0
+    t = Trainer(parse_recipe(raw, "r.json"), [str(dataset)], tmp_path / "s", device="cpu", log=lambda s: None)
+    t.train()
+    assert t.step == 2

@@ -38,7 +38,7 @@ class Stage:
     pose_only_with_audio: bool = False  # draw pose among the audio-bearing samples only
     motion_prob: float = 0.0  # share of batches that carry motion frames
     segment_frames: int = 0  # 1 + 4k frames per training window (0: the preset's)
-    crop: int = 0  # VAE stages: train on random square crops of this many pixels (0: whole frames)
+    crop: int = 0  # train on square crops of this many pixels (0: whole frames); DiT stages crop the latents
     cache_windows: int = 0  # DiT stages: encode this many windows once and train on them (0: stream)
     decoder_only: bool = False  # VAE stages: train the decoder alone (latents, and what learnt them, stay)
     face_crops: float = 0.0  # VAE stages with crops: share of crops centred on the face (the rest: anywhere)
@@ -140,8 +140,6 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
         crop = s.get("crop", 0)
         if not isinstance(crop, int) or isinstance(crop, bool) or crop < 0 or crop % 16:
             raise UserError(f"{w}: key 'crop' must be a multiple of 16 pixels (0: whole frames), got {crop!r}")
-        if crop and kind != "vae":
-            raise UserError(f"{w}: key 'crop' applies to 'vae' stages only")
         cache_windows = s.get("cache_windows", 0)
         if not isinstance(cache_windows, int) or isinstance(cache_windows, bool) or cache_windows < 0:
             raise UserError(f"{w}: key 'cache_windows' must be a count >= 0, got {cache_windows!r}")

@@ -269,32 +269,48 @@ class Trainer:
 
         The VAE is convolutional: small crops teach it the same edges, eyes and mouths for a
         fraction of the compute of whole frames. A ``face_share`` of the crops is centred on the
-        face (the lips of the window's first frame, jittered by up to a quarter crop) so the small
-        details that carry speech are seen far more often than their share of the frame.
+        lips of the window's first frame, so the small details that carry speech are seen far more
+        often than their share of the frame.
         """
         from models.conditions.keypoints import FACE_START
 
         b = video.shape[0]
         h, w = video.shape[-2:]
+        lips = keypoints[:, 0, FACE_START : FACE_START + 10]
+        ys, xs = self._crop_offsets(h, w, size, lips[..., 1].mean(-1) * h, lips[..., 0].mean(-1) * w,
+                                    (lips[..., 2] > 0.3).all(-1), face_share)
+        crops = _crop_each(video, ys, xs, size)
+        ch, cw = crops.shape[-2:]
+        kp = keypoints.clone()
+        kp[..., 0] = (kp[..., 0] * w - torch.tensor(xs, dtype=kp.dtype).view(b, 1, 1)) / cw
+        kp[..., 1] = (kp[..., 1] * h - torch.tensor(ys, dtype=kp.dtype).view(b, 1, 1)) / ch
+        return crops, kp
+
+    def _latent_crop_offsets(self, cells: torch.Tensor, size: int, face_share: float) -> tuple[list[int], list[int]]:
+        """Top-left latent cell of one ``size`` x ``size`` crop per sample; a ``face_share`` of them
+        centred on the sample's lip cells ``(B, F, h, w)`` (their centroid over all frames)."""
+        h, w = cells.shape[-2:]
+        lips = cells.any(1).float()  # (B, h, w)
+        mass = lips.sum((1, 2))
+        cy = (lips.sum(2) * (torch.arange(h) + 0.5)).sum(1) / mass.clamp_min(1)
+        cx = (lips.sum(1) * (torch.arange(w) + 0.5)).sum(1) / mass.clamp_min(1)
+        return self._crop_offsets(h, w, size, cy, cx, mass > 0, face_share)
+
+    def _crop_offsets(self, h: int, w: int, size: int, centre_y: torch.Tensor, centre_x: torch.Tensor,
+                      has_face: torch.Tensor, face_share: float) -> tuple[list[int], list[int]]:
+        """Top-left corners of one ``size`` x ``size`` crop per sample in an ``h`` x ``w`` grid: a
+        ``face_share`` of them centred on (centre_y, centre_x) jittered by up to a quarter crop, the
+        others (and samples without a face) anywhere."""
+        b = len(has_face)
         ch, cw = min(size, h), min(size, w)
         ys = torch.randint(0, h - ch + 1, (b,), generator=self.gen)
         xs = torch.randint(0, w - cw + 1, (b,), generator=self.gen)
         on_face = torch.rand(b, generator=self.gen) < face_share
         jitter = (torch.rand(b, 2, generator=self.gen) - 0.5) * (0.5 * size)
-        lips = keypoints[:, 0, FACE_START : FACE_START + 10]
-        visible = (lips[..., 2] > 0.3).all(-1)
-        cx = lips[..., 0].mean(-1) * w + jitter[:, 0]
-        cy = lips[..., 1].mean(-1) * h + jitter[:, 1]
-        face = on_face & visible
-        xs = torch.where(face, (cx - cw / 2).round().long().clamp(0, w - cw), xs).tolist()
-        ys = torch.where(face, (cy - ch / 2).round().long().clamp(0, h - ch), ys).tolist()
-        crops = torch.stack([v[..., y : y + ch, x : x + cw] for v, y, x in zip(video, ys, xs, strict=True)])
-        kp = keypoints.clone()
-        off_x = torch.tensor(xs, dtype=kp.dtype).view(b, 1, 1)
-        off_y = torch.tensor(ys, dtype=kp.dtype).view(b, 1, 1)
-        kp[..., 0] = (kp[..., 0] * w - off_x) / cw
-        kp[..., 1] = (kp[..., 1] * h - off_y) / ch
-        return crops, kp
+        face = on_face & has_face
+        ys = torch.where(face, (centre_y + jitter[:, 1] - ch / 2).round().long().clamp(0, h - ch), ys)
+        xs = torch.where(face, (centre_x + jitter[:, 0] - cw / 2).round().long().clamp(0, w - cw), xs)
+        return ys.tolist(), xs.tolist()
 
     @torch.no_grad()
     def encode_windows(self, batch: dict, seg: int, offset: int, motion: bool) -> dict[str, torch.Tensor | None]:
@@ -355,6 +371,10 @@ class Trainer:
         ref = ref * draw.reference.to(dev).view(b, 1, 1, 1, 1).float()
         n_lat = latent_frames(seg)
         lh, lw = x0.shape[-2:]
+        mouth_weight = self.recipe.mouth_weight_of(stage)
+        cells = None
+        if mouth_weight > 0 or stage.crop:
+            cells = batch["mouth"] if cached else mouth_cells(batch["keypoints"][:, offset : offset + seg], lh, lw)
         audio = None
         if draw.audio.any():
             audio = (batch["mel"].float() if cached else self.window_mel(batch, seg, offset)).to(dev)
@@ -373,6 +393,15 @@ class Trainer:
                                        device=dev)
                 pose = torch.zeros(b, tr.cfg.pose_in_channels, seg, h, w, device=dev)
                 pose[keep.to(dev)] = maps.unflatten(1, (len(keep), seg)).transpose(0, 1)
+        size = stage.crop // self.config.vae.spatial_factor
+        if stage.crop and (size < lh or size < lw):
+            ys, xs = self._latent_crop_offsets(cells, size, stage.face_crops)
+            x0, ref, cells = (_crop_each(v, ys, xs, size) for v in (x0, ref, cells))
+            motion = _crop_each(motion, ys, xs, size) if motion is not None else None
+            if pose is not None:
+                f = self.config.vae.spatial_factor
+                pose = _crop_each(pose, [y * f for y in ys], [x * f for x in xs], size * f)
+            lh, lw = x0.shape[-2:]
         tokens = mask = None
         if draw.text.any():
             tokens, mask = tokenize(list(batch["caption"]), tr.cfg.text_max_len)
@@ -386,9 +415,7 @@ class Trainer:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp):
             pred = self._dit_forward(xt, t, cond, n_lat)
         weight_map = None
-        mouth_weight = self.recipe.mouth_weight_of(stage)
         if mouth_weight > 0:
-            cells = batch["mouth"] if cached else mouth_cells(batch["keypoints"][:, offset : offset + seg], lh, lw)
             weight_map = 1.0 + mouth_weight * cells.to(dev).float()
         per_sample = flow_loss(pred, x0, noise, weight_map=weight_map)
         loss = per_sample.mean()
@@ -654,6 +681,13 @@ class Trainer:
             model.config = model.config.replace(
                 sampling=dataclasses.replace(model.config.sampling, segment_frames=trained[-1]))
         return save_model(model, folder, card=card, dtype=dtype, extra={"trained_steps": self.step})
+
+
+def _crop_each(x: torch.Tensor, ys: list[int], xs: list[int], size: int) -> torch.Tensor:
+    """Sample i's ``size`` x ``size`` window at (ys[i], xs[i]) over the last two dims."""
+    h, w = x.shape[-2:]
+    ch, cw = min(size, h), min(size, w)
+    return torch.stack([v[..., y : y + ch, x : x + cw] for v, y, x in zip(x, ys, xs, strict=True)])
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
