@@ -68,11 +68,12 @@ def step_flops(trainer: Trainer, stage, batch: dict) -> float:
 
 
 def bench(preset: str, device: str, batch: int, steps: int, peak: float | None, cached: bool = False,
-          precision: str = "auto", frames: int | None = None) -> None:
+          precision: str = "auto", frames: int | None = None, crop: int = 0) -> None:
     recipe = parse_recipe({
         "preset": preset, "seed": 0, "num_workers": 0, "precision": precision,
         "stages": [{"name": "bench", "kind": "dit", "steps": steps + 2, "lr": 1e-4, "batch_size": batch,
-                    "keep": {"text": 1.0, "reference": 1.0, "audio": 1.0, "pose": 1.0}, "motion_prob": 1.0}],
+                    "keep": {"text": 1.0, "reference": 1.0, "audio": 1.0, "pose": 1.0}, "motion_prob": 1.0,
+                    "crop": crop, "face_crops": 1.0 if crop else 0.0}],
     }, "benchmark")
     trainer = Trainer(recipe, [], f"/tmp/omnihuman-bench-{preset}", device=device, log=lambda s: None)
     stage = recipe.stages[0]
@@ -103,6 +104,8 @@ def bench(preset: str, device: str, batch: int, steps: int, peak: float | None, 
     sync()
     dt = (time.perf_counter() - t0) / steps
     kind = f"{'cached' if cached else 'streamed'} {'bf16' if trainer.amp else 'fp32'}"
+    if crop:
+        kind += f" {crop}px crops"
     line = (f"{preset:7s} {trainer.device.type:4s} {kind} batch {batch:3d} x {frames} frames: {dt:7.3f} s/step, "
             f"{batch / dt:8.2f} samples/s, {flops / dt / 1e12:8.3f} TFLOP/s model")
     if trainer.device.type == "cuda":
@@ -123,10 +126,11 @@ def main() -> None:
     p.add_argument("--cached", action="store_true", help="time the step on a latent-cache window")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     p.add_argument("--frames", type=int, help="segment frames (default: the preset's)")
+    p.add_argument("--crop", type=int, default=0, help="train on latent crops of this many pixels, on the lips")
     a = p.parse_args()
     for preset in a.preset or ["toon-s"]:
         batch = a.batch or (2 if a.device == "cpu" else {"toon-s": 32, "base": 2, "large": 1}.get(preset, 4))
-        bench(preset, a.device, batch, a.steps, a.peak_tflops, a.cached, a.precision, a.frames)
+        bench(preset, a.device, batch, a.steps, a.peak_tflops, a.cached, a.precision, a.frames, a.crop)
 
 
 if __name__ == "__main__":

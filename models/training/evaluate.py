@@ -367,7 +367,7 @@ def format_table(table: dict) -> str:
     def f(v, p=3):
         return "-" if v is None or not np.isfinite(v) else f"{v:.{p}f}"
 
-    for mode in ("ground_truth", "audio", "pose", "combined"):
+    for mode in ("ground_truth", "vae_round_trip", "audio", "pose", "combined"):
         if mode not in table:
             continue
         s = table[mode]
