@@ -133,6 +133,7 @@ def test_init_starts_a_run_from_a_model_folder(dataset, tmp_path, tiny_model):
 
 
 def test_eval_reports_the_vae_ceiling(tiny_model):
+    from models.pipeline import to_uint8
     from models.training.evaluate import vae_round_trip
 
     rng = np.random.default_rng(0)
@@ -145,7 +146,7 @@ def test_eval_reports_the_vae_ceiling(tiny_model):
     x = torch.from_numpy(frames[:seg]).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
     with torch.no_grad():
         direct = tiny_model.vae.decode(tiny_model.vae.encode(x))
-    direct = ((direct[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+    direct = to_uint8(direct)
     assert np.abs(out[:seg].astype(int) - direct.astype(int)).max() <= 1
 
 

@@ -330,8 +330,9 @@ def vae_round_trip(model, frames: np.ndarray) -> np.ndarray:
     """``frames`` (T, H, W, 3) uint8 encoded and decoded by the model's VAE, one generation segment
     (``sampling.segment_frames``) at a time like the pipeline; at the model's 16-pixel-multiple size,
     then back to the frames' size. A trailing part shorter than 1 + 4k frames is cut to it."""
-    import cv2
     import torch
+
+    from models.pipeline import prepare_reference, to_uint8
 
     seg = model.config.sampling.segment_frames
     h, w = frames.shape[1:3]
@@ -342,12 +343,9 @@ def vae_round_trip(model, frames: np.ndarray) -> np.ndarray:
     for s in range(0, len(frames), seg):
         chunk = frames[s : s + seg]
         chunk = chunk[: 1 + (len(chunk) - 1) // 4 * 4]
-        x = np.stack([cv2.resize(f, (w16, h16), interpolation=cv2.INTER_AREA) for f in chunk])
-        x = torch.from_numpy(x).to(param.device).permute(3, 0, 1, 2)[None].to(param.dtype) / 127.5 - 1.0
+        x = torch.cat([prepare_reference(f, h16, w16) for f in chunk], dim=2).to(param.device, param.dtype)
         with torch.no_grad():
-            rec = vae.decode(vae.encode(x))
-        rec = ((rec[0].float().permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
-        out.append(rec)
+            out.append(to_uint8(vae.decode(vae.encode(x))))
     return _fit(np.concatenate(out), (h, w))
 
 

@@ -41,7 +41,7 @@ class Stage:
     crop: int = 0  # train on square crops of this many pixels (0: whole frames); DiT stages crop the latents
     cache_windows: int = 0  # DiT stages: encode this many windows once and train on them (0: stream)
     decoder_only: bool = False  # VAE stages: train the decoder alone (latents, and what learnt them, stay)
-    face_crops: float = 0.0  # VAE stages with crops: share of crops centred on the face (the rest: anywhere)
+    face_crops: float = 0.0  # with crop: share of crops centred on the lips (the rest: anywhere)
     mouth_weight: float | None = None  # extra loss weight around the lips (None: the recipe's for DiT, 0 for VAE)
 
 

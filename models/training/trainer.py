@@ -247,15 +247,13 @@ class Trainer:
         rec = rec.float()
         err = rec - video
         mouth_weight = self.recipe.mouth_weight_of(stage)
+        wmap: torch.Tensor | float = 1.0
         if mouth_weight > 0:
             # Pixels around the lips weigh 1 + mouth_weight; normalised so the loss keeps its scale.
             wmap = 1.0 + mouth_weight * lip_pixels(keypoints, *video.shape[-2:]).to(err.device)[:, None].float()
             wmap = wmap / wmap.mean()
-            l1 = (err.abs() * wmap).mean()
-            mse_w = (err.pow(2) * wmap).mean()
-        else:
-            l1 = err.abs().mean()
-            mse_w = err.pow(2).mean()
+        l1 = (err.abs() * wmap).mean()
+        mse_w = (err.pow(2) * wmap).mean()
         kl = 0.5 * (mean.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).mean()
         loss = l1 + mse_w + self.recipe.vae_kl_weight * kl
         loss.backward()
@@ -550,9 +548,7 @@ class Trainer:
             return
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        target = self.model.vae if stage.kind == "vae" else self._dit_module
-        if stage.kind == "vae" and stage.decoder_only:
-            target = self.model.vae.decoder
+        target = self._vae_module if stage.kind == "vae" else self._dit_module
         ids = [self.dist.local_rank] if self.device.type == "cuda" else None
         # Absent conditions leave their encoders unused in some steps of the transformer stages.
         wrapped = DDP(target, device_ids=ids, find_unused_parameters=stage.kind == "dit")
