@@ -101,3 +101,19 @@ def test_eval_cli_engine_and_model_are_checked(held_out):
 
     assert main(["eval", "--engine", "instant", "--model", "toon-s", "--data", str(held_out)]) == 2
     assert main(["eval", "--data", str(held_out)]) == 2
+
+
+def test_the_shifted_baseline_separates_a_synced_mouth_from_an_unsynced_one(held_out):
+    from models.data.format import ClipStore
+    from models.training.evaluate import ModeScores, score_clip
+
+    clip = ClipStore(str(held_out)).clip(0)
+    synced, reversed_ = ModeScores(), ModeScores()
+    score_clip(clip.frames, clip, synced)
+    # the same mouth shapes, played backwards: moves like speech, but not with this speech
+    score_clip(clip.frames[::-1].copy(), clip, reversed_)
+    a, b = synced.summary(), reversed_.summary()
+    assert a["mouth_corr"] > a["mouth_corr_shifted"] + 0.3
+    assert a["sync"] > a["sync_shifted"] + 0.15
+    assert b["mouth_corr"] - b["mouth_corr_shifted"] < a["mouth_corr"] - a["mouth_corr_shifted"] - 0.3
+    assert len(synced.sync_shifted) == 1 and np.isfinite(a["sync_shifted"])

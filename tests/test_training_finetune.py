@@ -96,7 +96,8 @@ def test_vae_mouth_weight_changes_the_loss_and_not_its_scale(dataset, tmp_path):
 def test_bad_fine_tuning_keys_are_named():
     raw = json.loads(open(RECIPE).read())
     for key, value, match in [("face_crops", 1.5, "face_crops"), ("face_crops", 0.5, "needs 'crop'"),
-                              ("mouth_weight", -1, "mouth_weight")]:
+                              ("mouth_weight", -1, "mouth_weight"), ("motion_noise", 0.2, "motion_noise.*dit"),
+                              ("motion_noise", "x", "motion_noise")]:
         bad = json.loads(json.dumps(raw))
         bad["stages"][0][key] = value
         with pytest.raises(UserError, match=rf"stages\[0\].*{match}"):
@@ -177,3 +178,27 @@ def test_a_streamed_transformer_stage_trains_on_crops(dataset, tmp_path):
     t = Trainer(parse_recipe(raw, "r.json"), [str(dataset)], tmp_path / "s", device="cpu", log=lambda s: None)
     t.train()
     assert t.step == 2
+
+
+def test_noisy_motion_moves_each_sample_along_the_flow_path():
+    import torch
+
+    from models.training.trainer import noisy_motion
+
+    m = torch.randn(6, 4, 2, 3, 3)
+    a = noisy_motion(m, 0.5, torch.Generator().manual_seed(0))
+    b = noisy_motion(m, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)  # the trainer's generator: resumable
+    gen = torch.Generator().manual_seed(0)
+    sigma = torch.rand(6, generator=gen) * 0.5
+    noise = torch.randn(m.shape, generator=gen)
+    want = (1 - sigma.view(-1, 1, 1, 1, 1)) * m + sigma.view(-1, 1, 1, 1, 1) * noise
+    assert torch.allclose(a, want)
+    assert (sigma <= 0.5).all() and len(set(sigma.tolist())) == 6  # one level per sample, within the bound
+    assert torch.equal(noisy_motion(m, 0.0, torch.Generator().manual_seed(0)), m)
+
+
+def test_a_stage_with_motion_noise_parses():
+    raw = json.loads(open(RECIPE).read())
+    stage = parse_recipe(raw, "r.json").stages[-1]
+    assert stage.motion_prob > 0 and stage.motion_noise == pytest.approx(0.3)

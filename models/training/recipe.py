@@ -37,6 +37,7 @@ class Stage:
     keep: dict[str, float] = field(default_factory=dict)  # condition -> keep ratio (absent: never)
     pose_only_with_audio: bool = False  # draw pose among the audio-bearing samples only
     motion_prob: float = 0.0  # share of batches that carry motion frames
+    motion_noise: float = 0.0  # motion latents blended toward noise by sigma ~ U(0, this) per sample
     segment_frames: int = 0  # 1 + 4k frames per training window (0: the preset's)
     crop: int = 0  # train on square crops of this many pixels (0: whole frames); DiT stages crop the latents
     cache_windows: int = 0  # DiT stages: encode this many windows once and train on them (0: stream)
@@ -112,7 +113,7 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
         raise UserError(f"{where}: key 'stages' is empty")
     stage_keys = {"name", "kind", "steps", "lr", "warmup", "batch_size", "keep", "pose_only_with_audio",
                   "motion_prob", "segment_frames", "crop", "cache_windows", "decoder_only", "face_crops",
-                  "mouth_weight", "comment"}
+                  "mouth_weight", "motion_noise", "comment"}
     for i, s in enumerate(raw_stages):
         w = f"{where}: stages[{i}]"
         if not isinstance(s, dict):
@@ -157,12 +158,18 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
         mp = float(s.get("motion_prob", 0.0))
         if not 0.0 <= mp <= 1.0:
             raise UserError(f"{w}: key 'motion_prob' must be in [0, 1]")
+        motion_noise = s.get("motion_noise", 0.0)
+        if (not isinstance(motion_noise, (int, float)) or isinstance(motion_noise, bool)
+                or not 0.0 <= motion_noise <= 1.0):
+            raise UserError(f"{w}: key 'motion_noise' must be a noise level in [0, 1], got {motion_noise!r}")
+        if motion_noise and (kind != "dit" or not mp):
+            raise UserError(f"{w}: key 'motion_noise' needs a 'dit' stage with 'motion_prob' > 0")
         stages.append(Stage(
             name=str(s.get("name", f"stage{i}")), kind=kind, steps=steps, lr=_need(s, "lr", float, w),
             warmup=int(s.get("warmup", 0)), batch_size=_need(s, "batch_size", int, w),
             keep={c: float(r) for c, r in keep.items()},
             pose_only_with_audio=bool(s.get("pose_only_with_audio", False)),
-            motion_prob=mp, segment_frames=seg, crop=crop, cache_windows=cache_windows,
+            motion_prob=mp, motion_noise=float(motion_noise), segment_frames=seg, crop=crop, cache_windows=cache_windows,
             decoder_only=decoder_only, face_crops=float(face_crops), mouth_weight=stage_mouth,
         ))
     return Recipe(

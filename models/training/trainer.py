@@ -400,6 +400,8 @@ class Trainer:
                 f = self.config.vae.spatial_factor
                 pose = _crop_each(pose, [y * f for y in ys], [x * f for x in xs], size * f)
             lh, lw = x0.shape[-2:]
+        if motion is not None and stage.motion_noise > 0:
+            motion = noisy_motion(motion, stage.motion_noise, self.gen)
         tokens = mask = None
         if draw.text.any():
             tokens, mask = tokenize(list(batch["caption"]), tr.cfg.text_max_len)
@@ -677,6 +679,21 @@ class Trainer:
             model.config = model.config.replace(
                 sampling=dataclasses.replace(model.config.sampling, segment_frames=trained[-1]))
         return save_model(model, folder, card=card, dtype=dtype, extra={"trained_steps": self.step})
+
+
+def noisy_motion(motion: torch.Tensor, max_sigma: float, gen: torch.Generator) -> torch.Tensor:
+    """Motion latents (B, C, T, h, w) moved toward Gaussian noise along the flow path,
+    ``(1 - s) m + s n`` with ``s ~ U(0, max_sigma)`` per sample.
+
+    At generation the motion frames are the model's own previous output, re-encoded: never quite
+    the clean ground truth the transformer trains on. Training on corrupted motion latents teaches
+    it to take the motion from them and the appearance from the reference, so small errors do not
+    compound segment after segment (the drift of long takes).
+    """
+    sigma = torch.rand(motion.shape[0], generator=gen) * max_sigma
+    noise = torch.randn(motion.shape, generator=gen).to(motion.device, motion.dtype)
+    s = sigma.to(motion.device, motion.dtype).view(-1, *([1] * (motion.dim() - 1)))
+    return (1 - s) * motion + s * noise
 
 
 def _crop_each(x: torch.Tensor, ys: list[int], xs: list[int], size: int) -> torch.Tensor:
