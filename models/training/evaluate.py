@@ -387,9 +387,9 @@ def format_table(table: dict) -> str:
         if mode not in table:
             continue
         s = table[mode]
-        rows.append(f"| {mode} | {f(s['psnr'], 2)} | {f(s['ssim'])} | {f(s['mouth_corr'])} | {f(s['mouth_corr_shifted'])} | "
-                    f"{f(s['sync'])} | "
-                    f"{f(s['sync_shifted'])} | {f(s['offset'], 1)} | {f(s['kp_error'])} | {f(s['hkc'])} | "
+        rows.append(f"| {mode} | {f(s['psnr'], 2)} | {f(s['ssim'])} | {f(s['mouth_corr'])} | "
+                    f"{f(s['mouth_corr_shifted'])} | {f(s['sync'])} | {f(s['sync_shifted'])} | {f(s['offset'], 1)} | "
+                    f"{f(s['kp_error'])} | {f(s['hkc'])} | "
                     f"{f(s['hkv'], 5)} |" + (f" ({s['skipped']} clips skipped)" if s.get("skipped") else ""))
     for key in ("drift", "drift_ground_truth"):
         if key in table:

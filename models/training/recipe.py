@@ -169,8 +169,9 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
             warmup=int(s.get("warmup", 0)), batch_size=_need(s, "batch_size", int, w),
             keep={c: float(r) for c, r in keep.items()},
             pose_only_with_audio=bool(s.get("pose_only_with_audio", False)),
-            motion_prob=mp, motion_noise=float(motion_noise), segment_frames=seg, crop=crop, cache_windows=cache_windows,
-            decoder_only=decoder_only, face_crops=float(face_crops), mouth_weight=stage_mouth,
+            motion_prob=mp, motion_noise=float(motion_noise), segment_frames=seg, crop=crop,
+            cache_windows=cache_windows, decoder_only=decoder_only, face_crops=float(face_crops),
+            mouth_weight=stage_mouth,
         ))
     return Recipe(
         name=str(raw.get("name", Path(where).stem)), preset=preset, seed=int(raw.get("seed", 0)),
