@@ -184,6 +184,12 @@ def drift(first: np.ndarray, last: np.ndarray, reference: np.ndarray) -> dict[st
 # -- the benchmark ------------------------------------------------------------------------------
 
 
+def _nanmean(v: list[float]) -> float:
+    """Mean of the finite values (None and NaN skipped); NaN when there are none."""
+    v = [x for x in v if x is not None and np.isfinite(x)]
+    return float(np.mean(v)) if v else float("nan")
+
+
 @dataclass
 class ModeScores:
     psnr: list[float] = field(default_factory=list)
@@ -199,11 +205,7 @@ class ModeScores:
     skipped: int = 0  # clips the engine could not animate in this mode (said in the log)
 
     def summary(self) -> dict[str, float]:
-        def m(v):
-            v = [x for x in v if x is not None and np.isfinite(x)]
-            return float(np.mean(v)) if v else float("nan")
-
-        out = {k: m(getattr(self, k)) for k in self.__dataclass_fields__ if k != "skipped"}
+        out = {k: _nanmean(getattr(self, k)) for k in self.__dataclass_fields__ if k != "skipped"}
         out["skipped"] = self.skipped
         return out
 
@@ -219,10 +221,9 @@ def mediapipe_video_keypoints(frames: np.ndarray) -> np.ndarray:
 BASELINE_SHIFTS = tuple(k for a in range(8, 16) for k in (a, -a))  # frames
 
 
-def score_clip(frames: np.ndarray, clip, scores: ModeScores, extract=None, with_gt: bool = True,
-               baseline: bool = True) -> None:
-    """Add one generated (or ground-truth) clip's metrics to ``scores``; ``baseline``: also score the
-    frames against the shifted audio and viseme track (``BASELINE_SHIFTS``)."""
+def score_clip(frames: np.ndarray, clip, scores: ModeScores, extract=None, with_gt: bool = True) -> None:
+    """Add one generated (or ground-truth) clip's metrics to ``scores``, with the shifted-audio
+    baseline (the frames against the audio and viseme track moved by ``BASELINE_SHIFTS``)."""
     n = min(len(frames), clip.num_frames)
     frames = frames[:n]
     h, w = frames.shape[1:3]
@@ -238,25 +239,19 @@ def score_clip(frames: np.ndarray, clip, scores: ModeScores, extract=None, with_
     conf, off = sync_score(opened, env)
     scores.sync.append(conf)
     scores.offset.append(off)
-    if baseline:
-        spf = 16000 / clip.fps
-        sync_b = [sync_score(opened, audio_envelope(np.roll(clip.audio, int(round(k * spf))), n, clip.fps))[0]
-                  for k in BASELINE_SHIFTS]
-        scores.sync_shifted.append(_nanmean(sync_b))
-        if clip.mouth is not None:
-            scores.mouth_corr_shifted.append(_nanmean([_corr(opened, np.roll(clip.mouth[:, 0], k)[:n])
-                                                       for k in BASELINE_SHIFTS]))
+    spf = 16000 / clip.fps
+    scores.sync_shifted.append(_nanmean([
+        sync_score(opened, audio_envelope(np.roll(clip.audio, int(round(k * spf))), n, clip.fps))[0]
+        for k in BASELINE_SHIFTS]))
+    if clip.mouth is not None:
+        scores.mouth_corr_shifted.append(_nanmean([_corr(opened, np.roll(clip.mouth[:, 0], k)[:n])
+                                                   for k in BASELINE_SHIFTS]))
     if extract is not None:
         kp = extract(frames)
         scores.kp_error.append(keypoint_error(kp, clip.keypoints[:n]))
         hkc, hkv = hand_metrics(kp)
         scores.hkc.append(hkc)
         scores.hkv.append(hkv)
-
-
-def _nanmean(v: list[float]) -> float:
-    v = [x for x in v if np.isfinite(x)]
-    return float(np.mean(v)) if v else float("nan")
 
 
 def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None, seconds: float = 4.0,
@@ -389,8 +384,8 @@ def format_table(table: dict) -> str:
         s = table[mode]
         rows.append(f"| {mode} | {f(s['psnr'], 2)} | {f(s['ssim'])} | {f(s['mouth_corr'])} | "
                     f"{f(s['mouth_corr_shifted'])} | {f(s['sync'])} | {f(s['sync_shifted'])} | {f(s['offset'], 1)} | "
-                    f"{f(s['kp_error'])} | {f(s['hkc'])} | "
-                    f"{f(s['hkv'], 5)} |" + (f" ({s['skipped']} clips skipped)" if s.get("skipped") else ""))
+                    f"{f(s['kp_error'])} | {f(s['hkc'])} | {f(s['hkv'], 5)} |"
+                    + (f" ({s['skipped']} clips skipped)" if s.get("skipped") else ""))
     for key in ("drift", "drift_ground_truth"):
         if key in table:
             d = table[key]

@@ -692,8 +692,7 @@ def noisy_motion(motion: torch.Tensor, max_sigma: float, gen: torch.Generator) -
     """
     sigma = torch.rand(motion.shape[0], generator=gen) * max_sigma
     noise = torch.randn(motion.shape, generator=gen).to(motion.device, motion.dtype)
-    s = sigma.to(motion.device, motion.dtype).view(-1, *([1] * (motion.dim() - 1)))
-    return (1 - s) * motion + s * noise
+    return interpolate(motion, noise, sigma.to(motion.device))
 
 
 def _crop_each(x: torch.Tensor, ys: list[int], xs: list[int], size: int) -> torch.Tensor:
