@@ -152,18 +152,30 @@ class Trainer:
 
     def init_from(self, folder: str | os.PathLike) -> None:
         """Start from a trained model folder's weights (fine-tuning: e.g. the bundled model on more
-        data or a longer recipe). Its architecture must be the recipe preset's."""
+        data or a longer recipe). Its architecture must be the recipe preset's, or differ only by fewer
+        latent channels: then it is grown (models/training/grow.py)."""
         from models.checkpoint import load_model
+        from models.training.grow import grow_latent_state, growable
 
         src = load_model(folder)
-        mine, theirs = self.config.to_dict(), src.config.to_dict()
-        for part in ("vae", "dit", "cond"):
-            for key in mine[part]:
-                if mine[part][key] != theirs[part].get(key):
-                    raise UserError(f"{folder}: the model's {part}.{key} is {theirs[part].get(key)!r} where the "
-                                    f"recipe's preset '{self.config.name}' has {mine[part][key]!r}; --init needs "
-                                    "a model of the recipe's preset")
-        self.model.load_state_dict(src.state_dict())
+        if growable(src.config, self.config):
+            # Same architecture but a larger latent: grow it (the new channels start unused).
+            state = grow_latent_state(src.state_dict(), src.config, self.config, self.model.state_dict(),
+                                      seed=self.recipe.seed)
+            self.model.load_state_dict(state)
+            if self.dist.main:
+                self.log(f"grew the latent of {folder} from {src.config.vae.latent_channels} to "
+                         f"{self.config.vae.latent_channels} channels (the new ones start unused)")
+        else:
+            mine, theirs = self.config.to_dict(), src.config.to_dict()
+            for part in ("vae", "dit", "cond"):
+                for key in mine[part]:
+                    if mine[part][key] != theirs[part].get(key):
+                        raise UserError(f"{folder}: the model's {part}.{key} is {theirs[part].get(key)!r} where the "
+                                        f"recipe's preset '{self.config.name}' has {mine[part][key]!r}; --init needs "
+                                        "a model of the recipe's preset (or one that differs only by fewer latent "
+                                        "channels, which is grown)")
+            self.model.load_state_dict(src.state_dict())
         self.ema = EMA(self.model.transformer, self.recipe.ema_decay)
         self.init = str(folder)
         if self.dist.main:
