@@ -1,0 +1,125 @@
+"""Does a trained transformer use the audio? And how much of the mouth does its VAE keep?
+
+    python benchmarks/audio_use.py --run RUN_DIR --data TRAIN_DIR [--batches 4]
+    python benchmarks/audio_use.py --model MODEL_DIR --held-out HELD_OUT_DIR [--frames 72]
+
+``--run``: on the run's latent cache (the windows its transformer stages trained on), with the run's
+EMA weights and every condition kept, the velocity error on the lip cells at t = 0.3 / 0.5 / 0.7 /
+0.9 with the window's own audio, another window's audio (rolled within the batch) and no audio, from
+the same noise. A model that draws the mouth from the audio has a clearly lower error with its own
+audio; the gap is the signal the flow loss gives the audio path.
+
+``--model``: per held-out clip, the mouth-openness correlation with the true mouth track of the
+ground truth, of the VAE round trip one generation segment at a time (what the transformer can
+reach) and of the round trip one frame at a time (what a single latent frame keeps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+T_VALUES = (0.3, 0.5, 0.7, 0.9)
+
+
+def audio_gap(run: str, data: list[str], batches: int) -> None:
+    from models.conditions.text import tokenize
+    from models.config import latent_frames
+    from models.dit import Conditions
+    from models.flow import flow_loss, interpolate
+    from models.training.recipe import load_recipe
+    from models.training.trainer import Trainer
+
+    recipe = load_recipe(str(Path(run) / "recipe.json"))
+    trainer = Trainer(recipe, data, run, resume=True, device="cpu")
+    trainer.ema.copy_to(trainer.model.transformer)
+    dit = trainer.model.transformer.eval()
+    si = next((i for i, s in enumerate(recipe.stages) if s.kind == "dit" and s.cache_windows), None)
+    if si is None:
+        raise SystemExit(f"{run}: the recipe has no transformer stage with a latent cache")
+    stage = recipe.stages[si]
+    seg = stage.segment_frames or trainer.config.sampling.segment_frames
+    windows = iter(trainer._cached_windows(si, stage, seg))
+    gen = torch.Generator().manual_seed(0)
+    errors = {t: {"own": [], "other": [], "none": []} for t in T_VALUES}
+    for _ in range(batches):
+        b = next(windows)
+        x0, ref, mel, cells = b["x0"].float(), b["ref"].float(), b["mel"].float(), b["mouth"].float()
+        n = len(x0)
+        tokens, mask = tokenize(list(b["caption"]), dit.cfg.text_max_len)
+        for t0 in T_VALUES:
+            noise = torch.randn(x0.shape, generator=gen)
+            t = torch.full((n,), t0)
+            xt = interpolate(x0, noise, t)
+            for name, audio, keep in (("own", mel, True), ("other", mel.roll(1, 0), True), ("none", mel, False)):
+                cond = Conditions(reference=ref, text_tokens=tokens, text_mask=mask, audio=audio,
+                                  text_keep=torch.ones(n, dtype=torch.bool), audio_keep=torch.full((n,), keep))
+                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=trainer.amp):
+                    pred = dit(xt, t, dit.prepare(cond, latent_frames(seg)))
+                # Lip cells only (a tiny weight elsewhere keeps windows without a visible mouth finite).
+                errors[t0][name].append(flow_loss(pred, x0, noise, weight_map=cells * 1e3 + 1e-6))
+    print(f"{run}: lip-cell velocity error, {batches} batches of {stage.batch_size} cached windows")
+    for t0, d in errors.items():
+        v = {k: torch.cat(x).mean().item() for k, x in d.items()}
+        print(f"t={t0}: own audio {v['own']:.4f}  other audio {v['other']:.4f}  no audio {v['none']:.4f}  "
+              f"other - own {v['other'] - v['own']:+.4f} ({100 * (v['other'] - v['own']) / v['other']:.2f}%)")
+
+
+def vae_mouth(model_dir: str, held_out: str, frames: int) -> None:
+    from models.checkpoint import load_model
+    from models.data.format import ClipStore
+    from models.training.evaluate import _corr, mouth_boxes, mouth_openness, vae_round_trip
+
+    model = load_model(model_dir).eval()
+    store = ClipStore(held_out)
+    rows = []
+    for i in range(len(store)):
+        clip = store.clip(i)
+        if clip.mouth is None:
+            continue
+        n = min(clip.num_frames, frames)
+        video = clip.frames[:n]
+        boxes = mouth_boxes(clip.keypoints[:n], *video.shape[1:3])
+        track = clip.mouth[:n, 0]
+        seg = vae_round_trip(model, video)
+        single = np.concatenate([vae_round_trip(model, video[k : k + 1]) for k in range(n)])
+        row = (_corr(mouth_openness(video, boxes), track),
+               _corr(mouth_openness(seg, boxes[: len(seg)]), track[: len(seg)]),
+               _corr(mouth_openness(single, boxes), track))
+        rows.append(row)
+        print(f"clip {i}: ground truth {row[0]:.2f}  round trip by segment {row[1]:.2f}  by frame {row[2]:.2f}",
+              flush=True)
+    m = np.nanmean(np.array(rows), 0)
+    print(f"mean over {len(rows)} clips: ground truth {m[0]:.3f}  by segment {m[1]:.3f}  by frame {m[2]:.3f}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", help="a training run folder (its checkpoint and latent cache)")
+    p.add_argument("--data", nargs="+", help="the run's training data folders (they key its latent cache)")
+    p.add_argument("--batches", type=int, default=4)
+    p.add_argument("--model", help="a model folder, for the VAE's mouth")
+    p.add_argument("--held-out", help="held-out clips for --model")
+    p.add_argument("--frames", type=int, default=72)
+    a = p.parse_args()
+    if a.run:
+        if not a.data:
+            p.error("--run needs --data (the run's training data)")
+        audio_gap(a.run, a.data, a.batches)
+    if a.model:
+        if not a.held_out:
+            p.error("--model needs --held-out")
+        vae_mouth(a.model, a.held_out, a.frames)
+    if not (a.run or a.model):
+        p.error("pass --run RUN_DIR --data DIR, or --model DIR --held-out DIR")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
