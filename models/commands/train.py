@@ -57,18 +57,21 @@ def _check_data(dirs: list[str]) -> None:
 def run(args) -> int:
     from models.checkpoint import resolve_model_path
     from models.training.recipe import load_recipe
-    from models.training.trainer import Trainer
+    from models.training.trainer import Trainer, close_distributed
 
     recipe = load_recipe(args.recipe)
     _check_data(args.data)
-    trainer = Trainer(recipe, args.data, args.out, device=args.device, resume=args.resume,
-                      num_workers=args.workers, max_steps=args.max_steps, max_minutes=args.max_minutes,
-                      init=resolve_model_path(args.init) if args.init else None)
-    trainer.train()
-    if args.export and trainer.dist.main:
-        from models.training.card import model_card
+    try:
+        trainer = Trainer(recipe, args.data, args.out, device=args.device, resume=args.resume,
+                          num_workers=args.workers, max_steps=args.max_steps, max_minutes=args.max_minutes,
+                          init=resolve_model_path(args.init) if args.init else None)
+        trainer.train()
+        if args.export and trainer.dist.main:
+            from models.training.card import model_card
 
-        trainer.export(args.export, model_card(trainer, args.data))
+            trainer.export(args.export, model_card(trainer, args.data))
+    finally:
+        close_distributed()
     return 0
 
 

@@ -62,6 +62,15 @@ def init_distributed() -> DistInfo:
     return info
 
 
+def close_distributed() -> None:
+    """Destroy the process group ``init_distributed`` made (a gloo group left to interpreter shutdown
+    can abort the process with "terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 class EMA:
     """Exponential moving average of a module's floating parameters (kept in float32)."""
 
