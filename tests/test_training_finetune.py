@@ -202,3 +202,73 @@ def test_a_stage_with_motion_noise_parses():
     raw = json.loads(open(RECIPE).read())
     stage = parse_recipe(raw, "r.json").stages[-1]
     assert stage.motion_prob > 0 and stage.motion_noise == pytest.approx(0.3)
+
+
+def test_cell_pixels_cover_the_frames_each_latent_frame_encodes():
+    from models.training.trainer import _cell_pixels
+
+    cells = torch.zeros(1, 3, 4, 4, dtype=torch.bool)
+    cells[0, 0, 1, 2] = True
+    cells[0, 2, 3, 0] = True
+    px = _cell_pixels(cells, 8)
+    assert px.shape == (1, 9, 32, 32)
+    assert px[0, 0, 8:16, 16:24].all() and int(px[0, 0].sum()) == 64  # frame 0: latent frame 0 alone
+    assert not px[0, 1:5].any()  # latent frame 1 (video frames 1-4) marks nothing
+    assert px[0, 5:9, 24:32, 0:8].all() and int(px[0, 5:9].sum()) == 4 * 64
+
+
+def test_lip_pixel_loss_reaches_the_transformer_only(dataset, tmp_path):
+    from models.training.trainer import LIP_DECODE_CELLS
+
+    t = _trainer(dataset, tmp_path / "r")
+    c = t.config.vae.latent_channels
+    b, f, h, w = 3, 3, 8, 8
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(b, c, f, h, w, generator=gen)
+    noise = torch.randn(b, c, f, h, w, generator=gen)
+    tt = torch.tensor([0.3, 0.6, 0.9])
+    xt = (1 - tt.view(-1, 1, 1, 1, 1)) * x0 + tt.view(-1, 1, 1, 1, 1) * noise
+    cells = torch.zeros(b, f, h, w, dtype=torch.bool)
+    cells[:, :, 5:7, 1:3] = True
+    heard = torch.tensor([True, True, False])
+    # The true velocity implies the true clean latents: nothing to learn.
+    exact = t.lip_pixel_loss(noise - x0, xt, tt, x0, cells, heard)
+    assert float(exact) == pytest.approx(0.0, abs=1e-6)
+    pred = (noise - x0 + 0.5 * torch.randn(b, c, f, h, w, generator=gen)).requires_grad_(True)
+    loss = t.lip_pixel_loss(pred, xt, tt, x0, cells, heard)
+    assert float(loss.detach()) > 1e-4
+    loss.backward()
+    g = pred.grad.abs().sum((1, 2))  # (b, h, w)
+    assert g[2].sum() == 0  # a sample without its audio does not count
+    assert g[:2].sum() > 0
+    # Only latents inside the decoded square get a gradient: lips in columns 1-2 -> columns 0-5.
+    assert LIP_DECODE_CELLS == 6
+    assert g[:2, :, :6].sum() > 0 and g[:2, :, 6:].sum() == 0
+    assert all(p.grad is None for p in t.model.vae.parameters())
+    assert all(p.requires_grad for p in t.model.vae.parameters())  # the VAE's flags are restored
+    # Nobody hears the audio, or no lips in the crop: no loss.
+    assert t.lip_pixel_loss(pred, xt, tt, x0, cells, torch.zeros(b, dtype=torch.bool)) is None
+    assert t.lip_pixel_loss(pred, xt, tt, x0, torch.zeros_like(cells), heard) is None
+
+
+def test_a_stage_with_the_lip_pixel_loss_trains_and_logs_it(dataset, tmp_path):
+    from models.training.trainer import Trainer
+
+    raw = json.loads(open(RECIPE).read())
+    raw["stages"] = [dict(s, crop=32, face_crops=1.0, lip_pixel_weight=5.0, steps=2, keep={"audio": 1.0})
+                     for s in raw["stages"] if s["kind"] == "dit"][:1]
+    raw["log_every"] = 1
+    t = Trainer(parse_recipe(raw, "r.json"), [str(dataset)], tmp_path / "s", device="cpu", log=lambda s: None)
+    t.train()
+    logged = [json.loads(line) for line in (tmp_path / "s" / "log.jsonl").read_text().splitlines()]
+    assert len(logged) == 2 and all(d["lip_px"] > 0 for d in logged)
+
+
+@pytest.mark.parametrize("value, match", [(-1, "must be a number >= 0"), ("x", "must be a number >= 0"),
+                                          (2.0, "dit' stages only")])
+def test_bad_lip_pixel_weight_is_named(value, match):
+    raw = json.loads(open(RECIPE).read())
+    assert raw["stages"][0]["kind"] == "vae"
+    raw["stages"][0]["lip_pixel_weight"] = value
+    with pytest.raises(UserError, match=rf"stages\[0\].*lip_pixel_weight.*{match}"):
+        parse_recipe(raw, "r.json")

@@ -44,6 +44,7 @@ class Stage:
     decoder_only: bool = False  # VAE stages: train the decoder alone (latents, and what learnt them, stay)
     face_crops: float = 0.0  # with crop: share of crops centred on the lips (the rest: anywhere)
     mouth_weight: float | None = None  # extra loss weight around the lips (None: the recipe's for DiT, 0 for VAE)
+    lip_pixel_weight: float = 0.0  # DiT stages: weight of the decoded-lips loss (see Trainer.lip_pixel_loss)
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
         raise UserError(f"{where}: key 'stages' is empty")
     stage_keys = {"name", "kind", "steps", "lr", "warmup", "batch_size", "keep", "pose_only_with_audio",
                   "motion_prob", "segment_frames", "crop", "cache_windows", "decoder_only", "face_crops",
-                  "mouth_weight", "motion_noise", "comment"}
+                  "mouth_weight", "motion_noise", "lip_pixel_weight", "comment"}
     for i, s in enumerate(raw_stages):
         w = f"{where}: stages[{i}]"
         if not isinstance(s, dict):
@@ -164,6 +165,12 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
             raise UserError(f"{w}: key 'motion_noise' must be a noise level in [0, 1], got {motion_noise!r}")
         if motion_noise and (kind != "dit" or not mp):
             raise UserError(f"{w}: key 'motion_noise' needs a 'dit' stage with 'motion_prob' > 0")
+        lip_pixel_weight = s.get("lip_pixel_weight", 0.0)
+        if (not isinstance(lip_pixel_weight, (int, float)) or isinstance(lip_pixel_weight, bool)
+                or lip_pixel_weight < 0):
+            raise UserError(f"{w}: key 'lip_pixel_weight' must be a number >= 0, got {lip_pixel_weight!r}")
+        if lip_pixel_weight and kind != "dit":
+            raise UserError(f"{w}: key 'lip_pixel_weight' applies to 'dit' stages only")
         stages.append(Stage(
             name=str(s.get("name", f"stage{i}")), kind=kind, steps=steps, lr=_need(s, "lr", float, w),
             warmup=int(s.get("warmup", 0)), batch_size=_need(s, "batch_size", int, w),
@@ -171,7 +178,7 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
             pose_only_with_audio=bool(s.get("pose_only_with_audio", False)),
             motion_prob=mp, motion_noise=float(motion_noise), segment_frames=seg, crop=crop,
             cache_windows=cache_windows, decoder_only=decoder_only, face_crops=float(face_crops),
-            mouth_weight=stage_mouth,
+            mouth_weight=stage_mouth, lip_pixel_weight=float(lip_pixel_weight),
         ))
     return Recipe(
         name=str(raw.get("name", Path(where).stem)), preset=preset, seed=int(raw.get("seed", 0)),
