@@ -61,6 +61,7 @@ def run(args) -> int:
 
     recipe = load_recipe(args.recipe)
     _check_data(args.data)
+    ok = False
     try:
         trainer = Trainer(recipe, args.data, args.out, device=args.device, resume=args.resume,
                           num_workers=args.workers, max_steps=args.max_steps, max_minutes=args.max_minutes,
@@ -70,8 +71,9 @@ def run(args) -> int:
             from models.training.card import model_card
 
             trainer.export(args.export, model_card(trainer, args.data))
+        ok = True
     finally:
-        close_distributed()
+        close_distributed(wait=ok)
     return 0
 
 

@@ -63,12 +63,17 @@ def init_distributed() -> DistInfo:
     return info
 
 
-def close_distributed() -> None:
+def close_distributed(wait: bool = True) -> None:
     """Destroy the process group ``init_distributed`` made (a gloo group left to interpreter shutdown
-    can abort the process with "terminate called without an active exception")."""
+    can abort the process with "terminate called without an active exception"). With ``wait`` (a run
+    that ended normally) the ranks first meet at a barrier, so none tears down its connections while
+    another still uses them (rank 0 writes the last checkpoint and the export after the final
+    collective). After an error, no barrier: the other ranks may never reach it."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 
