@@ -2,7 +2,7 @@
 
     python benchmarks/audio_use.py --run RUN_DIR --data TRAIN_DIR [--batches 4]
     python benchmarks/audio_use.py --model MODEL_DIR --held-out HELD_OUT_DIR [--frames 72]
-    python benchmarks/audio_use.py --model MODEL_DIR --held-out HELD_OUT_DIR --renoise [--t0 0.2 0.6 1.0] [--cfg-audio S]
+    python benchmarks/audio_use.py --model MODEL_DIR --held-out HELD_OUT --renoise [--t0 0.2 1.0] [--cfg-audio S]
 
 ``--run``: on the run's latent cache (the windows its transformer stages trained on), with the run's
 EMA weights and every condition kept, the velocity error on the lip cells at t = 0.3 / 0.5 / 0.7 /

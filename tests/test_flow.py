@@ -137,3 +137,32 @@ def test_cancel_within_one_step():
                      has_audio=False, on_step=lambda i, n: steps_done.append(i),
                      should_cancel=lambda: len(steps_done) >= 3)
     assert steps_done == [1, 2, 3] and calls["n"] == 3
+
+
+def test_renoise_benchmark_integrates_from_t0_to_the_clean_latents():
+    """benchmarks/audio_use.py --renoise starts the sampler at x_t0: with the exact velocity of the
+    straight path the guided Euler sampler lands on x0 whatever t0, steps and guidance."""
+    import importlib.util
+    from pathlib import Path
+
+    from models.flow import Guidance, euler_sample, interpolate
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "audio_use.py"
+    spec = importlib.util.spec_from_file_location("audio_use", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    gen = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(1, 4, 3, 4, 4, generator=gen), torch.randn(1, 4, 3, 4, 4, generator=gen)
+    seen = []
+
+    def runner(x, t, branches):
+        seen.extend(t.tolist())
+        return (noise - x0).repeat(len(branches), 1, 1, 1, 1)
+
+    for t0, steps in ((0.3, 3), (1.0, 10)):
+        seen.clear()
+        xt = interpolate(x0, noise, torch.tensor([t0]))
+        out = euler_sample(mod._from_t0(runner, t0), xt, steps, 2.0, Guidance(text=3.0, audio=4.5), has_text=True,
+                           has_audio=True)
+        assert torch.allclose(out, x0, atol=1e-5)
+        assert max(seen) == pytest.approx(t0) and min(seen) > 0  # the model sees the true times
