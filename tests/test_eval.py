@@ -28,6 +28,16 @@ def test_sync_score_drops_with_shifted_audio():
     assert conf_shift < conf - 0.4 and off_shift == 8 or abs(off_shift) >= 4
 
 
+def test_sync_score_of_a_clip_shorter_than_the_offsets():
+    from models.training.evaluate import shifted_corr, sync_score
+
+    rng = np.random.default_rng(0)
+    x = rng.random(9)
+    assert np.isnan(shifted_corr(x, x, 12)) and np.isnan(shifted_corr(x, x, -9))
+    conf, _ = sync_score(x, x, max_offset=15)  # offsets 4..8 still overlap
+    assert np.isfinite(conf) and conf > 0
+
+
 def test_colour_shift_raises_drift(video):
     same = ev.drift(video[:4], video[:4], video[0])
     shifted = np.clip(video.astype(int) + 30, 0, 255).astype(np.uint8)
@@ -117,3 +127,21 @@ def test_the_shifted_baseline_separates_a_synced_mouth_from_an_unsynced_one(held
     assert a["sync"] > a["sync_shifted"] + 0.15
     assert b["mouth_corr"] - b["mouth_corr_shifted"] < a["mouth_corr"] - a["mouth_corr_shifted"] - 0.3
     assert len(synced.sync_shifted) == 1 and np.isfinite(a["sync_shifted"])
+
+
+def test_the_benchmark_samples_with_the_audio_guidance_asked_for(held_out, tiny_model, monkeypatch):
+    import models.pipeline as pipeline
+    from models.errors import UserError
+    from models.training.evaluate import run_benchmark
+
+    seen = []
+
+    def fake_generate(model, inputs, settings, callbacks=None, keep_frames=True):
+        seen.append((settings.cfg_audio, settings.anneal_strength))
+        raise UserError("not generated in this test")
+
+    monkeypatch.setattr(pipeline, "generate", fake_generate)
+    table = run_benchmark(tiny_model, str(held_out), clips=1, seconds=0.5, drift_seconds=1.0, use_mediapipe=False,
+                          log=lambda s: None, cfg_audio=15.0, anneal_strength=0.0)
+    assert seen == [(15.0, 0.0)] * 4  # audio, pose, combined, and the long take
+    assert table["audio"]["skipped"] == 1 and "drift" not in table

@@ -144,6 +144,9 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=4.0, help="seconds of each clip to generate")
     p.add_argument("--drift-seconds", type=float, default=30.0)
     p.add_argument("--no-mediapipe", action="store_true", help="skip the pose and hand metrics")
+    p.add_argument("--cfg-audio", type=float, help="audio guidance scale to sample with (default: the model's)")
+    p.add_argument("--anneal-strength", type=float,
+                   help="guidance annealing strength, 0-1 (default: the model's)")
     p.add_argument("--json", help="also write the table as JSON here")
     p.set_defaults(func=run_eval)
 
@@ -167,7 +170,8 @@ def run_eval(args) -> int:
         model = load_model(resolve_model_path(args.model))
     table = run_benchmark(model, args.data, clips=args.clips, steps=args.steps, seconds=args.seconds,
                           drift_seconds=args.drift_seconds, use_mediapipe=not args.no_mediapipe,
-                          log=lambda s: print(s, file=sys.stderr, flush=True))
+                          log=lambda s: print(s, file=sys.stderr, flush=True), cfg_audio=args.cfg_audio,
+                          anneal_strength=args.anneal_strength)
     print(format_table(table))
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=2))

@@ -125,7 +125,9 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def shifted_corr(x: np.ndarray, y: np.ndarray, offset: int) -> float:
-    """corr(x[t], y[t + offset])."""
+    """corr(x[t], y[t + offset]); NaN when the offset leaves no overlap (a clip shorter than it)."""
+    if abs(offset) >= min(len(x), len(y)):
+        return float("nan")
     if offset >= 0:
         return _corr(x[: len(x) - offset], y[offset:])
     return _corr(x[-offset:], y[: len(y) + offset])
@@ -256,11 +258,13 @@ def score_clip(frames: np.ndarray, clip, scores: ModeScores, extract=None, with_
 
 def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None, seconds: float = 4.0,
                   drift_seconds: float = 30.0, use_mediapipe: bool = True, seed: int = 0,
-                  log: Callable[[str], None] = print) -> dict:
+                  log: Callable[[str], None] = print, cfg_audio: float | None = None,
+                  anneal_strength: float | None = None) -> dict:
     """Evaluate ``model`` on held-out clips of ``data_dir``; returns {mode: summary} + drift.
 
     ``model``: an ``OmniHuman``, or the string ``"instant"`` for the instant engine (the same inputs,
     the same metrics: the two engines side by side against the ground-truth ceiling).
+    ``cfg_audio`` / ``anneal_strength``: the audio guidance to sample with (None: the model's).
     """
     from models.data.format import ClipStore
     from models.errors import UserError
@@ -305,7 +309,8 @@ def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None
                 res = gen(GenerationInputs(ref, audio if mode != "pose" else None,
                                            clip.keypoints[:n] if mode != "audio" else None, clip.caption),
                           GenerationSettings(steps=steps, seed=seed + ci, mode=mode, max_frames=n,
-                                             area=ref.shape[0] * ref.shape[1]))
+                                             area=ref.shape[0] * ref.shape[1], cfg_audio=cfg_audio,
+                                             anneal_strength=anneal_strength))
             except UserError as e:  # e.g. the instant engine finds no face on this character
                 log(f"eval: clip {ci + 1} {mode}: skipped ({e})")
                 results[mode].skipped += 1
@@ -325,7 +330,8 @@ def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None
 
         try:
             res = gen(GenerationInputs(ref, long_audio, None, clip.caption),
-                      GenerationSettings(steps=steps, seed=seed, area=ref.shape[0] * ref.shape[1]),
+                      GenerationSettings(steps=steps, seed=seed, area=ref.shape[0] * ref.shape[1],
+                                         cfg_audio=cfg_audio, anneal_strength=anneal_strength),
                       Callbacks(on_segment=lambda i, f, s: segs.append(f)), keep_frames=False)
         except UserError as e:
             log(f"eval: drift skipped ({e})")
