@@ -155,7 +155,7 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
             raise UserError(f"{w}: key 'face_crops' must be a share in [0, 1], got {face_crops!r}")
         if face_crops and not crop:
             raise UserError(f"{w}: key 'face_crops' needs 'crop' (the size of the crops to centre on the face)")
-        stage_mouth = _mouth_weight(s, w) if s.get("mouth_weight") is not None else None
+        stage_mouth = _weight(s, "mouth_weight", w) if s.get("mouth_weight") is not None else None
         mp = float(s.get("motion_prob", 0.0))
         if not 0.0 <= mp <= 1.0:
             raise UserError(f"{w}: key 'motion_prob' must be in [0, 1]")
@@ -165,10 +165,7 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
             raise UserError(f"{w}: key 'motion_noise' must be a noise level in [0, 1], got {motion_noise!r}")
         if motion_noise and (kind != "dit" or not mp):
             raise UserError(f"{w}: key 'motion_noise' needs a 'dit' stage with 'motion_prob' > 0")
-        lip_pixel_weight = s.get("lip_pixel_weight", 0.0)
-        if (not isinstance(lip_pixel_weight, (int, float)) or isinstance(lip_pixel_weight, bool)
-                or lip_pixel_weight < 0):
-            raise UserError(f"{w}: key 'lip_pixel_weight' must be a number >= 0, got {lip_pixel_weight!r}")
+        lip_pixel_weight = _weight(s, "lip_pixel_weight", w)
         if lip_pixel_weight and kind != "dit":
             raise UserError(f"{w}: key 'lip_pixel_weight' applies to 'dit' stages only")
         stages.append(Stage(
@@ -178,7 +175,7 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
             pose_only_with_audio=bool(s.get("pose_only_with_audio", False)),
             motion_prob=mp, motion_noise=float(motion_noise), segment_frames=seg, crop=crop,
             cache_windows=cache_windows, decoder_only=decoder_only, face_crops=float(face_crops),
-            mouth_weight=stage_mouth, lip_pixel_weight=float(lip_pixel_weight),
+            mouth_weight=stage_mouth, lip_pixel_weight=lip_pixel_weight,
         ))
     return Recipe(
         name=str(raw.get("name", Path(where).stem)), preset=preset, seed=int(raw.get("seed", 0)),
@@ -186,7 +183,7 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
         ema_decay=float(raw.get("ema_decay", 0.999)), min_lr_ratio=float(raw.get("min_lr_ratio", 0.1)),
         stages=tuple(stages), num_workers=int(raw.get("num_workers", 2)), log_every=int(raw.get("log_every", 10)),
         checkpoint_every=int(raw.get("checkpoint_every", 200)), vae_kl_weight=float(raw.get("vae_kl_weight", 1e-6)),
-        mouth_weight=_mouth_weight(raw, where), precision=_precision(raw, where),
+        mouth_weight=_weight(raw, "mouth_weight", where), precision=_precision(raw, where),
     )
 
 
@@ -197,10 +194,11 @@ def _precision(raw: dict, where: str) -> str:
     return v
 
 
-def _mouth_weight(raw: dict, where: str) -> float:
-    v = raw.get("mouth_weight", 0.0)
+def _weight(raw: dict, key: str, where: str) -> float:
+    """A loss weight: a number >= 0 (absent: 0)."""
+    v = raw.get(key, 0.0)
     if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-        raise UserError(f"{where}: key 'mouth_weight' must be a number >= 0, got {v!r}")
+        raise UserError(f"{where}: key '{key}' must be a number >= 0, got {v!r}")
     return float(v)
 
 

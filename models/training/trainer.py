@@ -315,11 +315,8 @@ class Trainer:
         """Top-left latent cell of one ``size`` x ``size`` crop per sample; a ``face_share`` of them
         centred on the sample's lip cells ``(B, F, h, w)`` (their centroid over all frames)."""
         h, w = cells.shape[-2:]
-        lips = cells.any(1).float()  # (B, h, w)
-        mass = lips.sum((1, 2))
-        cy = (lips.sum(2) * (torch.arange(h) + 0.5)).sum(1) / mass.clamp_min(1)
-        cx = (lips.sum(1) * (torch.arange(w) + 0.5)).sum(1) / mass.clamp_min(1)
-        return self._crop_offsets(h, w, size, cy, cx, mass > 0, face_share)
+        cy, cx, has_lips = _lip_centroid(cells)
+        return self._crop_offsets(h, w, size, cy, cx, has_lips, face_share)
 
     def _crop_offsets(self, h: int, w: int, size: int, centre_y: torch.Tensor, centre_x: torch.Tensor,
                       has_face: torch.Tensor, face_share: float) -> tuple[list[int], list[int]]:
@@ -476,11 +473,8 @@ class Trainer:
         idx = has.nonzero().flatten()
         size = min(LIP_DECODE_CELLS, *cells.shape[-2:])
         sub = cells[idx].cpu()
-        lips = sub.any(1).float()
-        h, w = lips.shape[-2:]
-        mass = lips.sum((1, 2)).clamp_min(1)
-        cy = (lips.sum(2) * (torch.arange(h) + 0.5)).sum(1) / mass
-        cx = (lips.sum(1) * (torch.arange(w) + 0.5)).sum(1) / mass
+        h, w = sub.shape[-2:]
+        cy, cx, _ = _lip_centroid(sub)
         ys = (cy - size / 2).round().long().clamp(0, h - size).tolist()
         xs = (cx - size / 2).round().long().clamp(0, w - size).tolist()
         tt = t[idx].view(-1, 1, 1, 1, 1).float()
@@ -773,6 +767,17 @@ def noisy_motion(motion: torch.Tensor, max_sigma: float, gen: torch.Generator) -
     sigma = torch.rand(motion.shape[0], generator=gen) * max_sigma
     noise = torch.randn(motion.shape, generator=gen).to(motion.device, motion.dtype)
     return interpolate(motion, noise, sigma.to(motion.device))
+
+
+def _lip_centroid(cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Centroid (y, x) in cells of each sample's lip cells ``(B, F, h, w)`` over all frames, and
+    whether it has any."""
+    h, w = cells.shape[-2:]
+    lips = cells.any(1).float()  # (B, h, w)
+    mass = lips.sum((1, 2))
+    cy = (lips.sum(2) * (torch.arange(h) + 0.5)).sum(1) / mass.clamp_min(1)
+    cx = (lips.sum(1) * (torch.arange(w) + 0.5)).sum(1) / mass.clamp_min(1)
+    return cy, cx, mass > 0
 
 
 def _cell_pixels(cells: torch.Tensor, factor: int) -> torch.Tensor:
