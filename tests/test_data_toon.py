@@ -31,8 +31,32 @@ def test_every_framing_and_aspect_renders(framing):
         assert ((kp[..., :2][vis] >= 0) & (kp[..., :2][vis] <= 1)).all()
         if framing == "full" and clip.pose_ok:
             assert (kp[:, INDEX["left_ankle"], 2] > 0).all()
-        if framing == "portrait":
+        if framing in ("portrait", "face"):
             assert (kp[:, INDEX["left_knee"], 2] == 0).all()
+        if framing == "face":
+            assert (kp[:, INDEX["left_hip"], 2] == 0).all()
+
+
+def test_face_close_up_draws_the_mouth_half_again_as_wide_as_a_portrait():
+    def mouth_width(framing: str, index: int) -> float:
+        clip = synth_clip(SynthConfig(seed=4, framing=framing, aspect="1:1", mode="speech", kind="human",
+                                      max_seconds=1.0), index)
+        kp = clip.keypoints[0]
+        return float(np.abs(kp[INDEX["face_lip_corner_left"], 0] - kp[INDEX["face_lip_corner_right"], 0]))
+
+    ratios = [mouth_width("face", i) / mouth_width("portrait", i) for i in range(3)]  # same character each
+    assert all(1.4 < r < 2.2 for r in ratios), ratios
+
+
+def test_framing_mix_draws_only_the_named_framings_at_their_weights():
+    cfg = SynthConfig(area=32 * 32, seed=1, framings={"face": 3.0, "half": 1.0}, mode="action", max_seconds=1.0)
+    drawn = [synth_clip(cfg, i).meta["framing"] for i in range(40)]
+    assert set(drawn) <= {"face", "half"}
+    assert 20 <= drawn.count("face") <= 38
+    # Without a mix the default draw is unchanged (datasets made before "face" existed stay reproducible).
+    old = [synth_clip(SynthConfig(area=32 * 32, seed=1, mode="action", max_seconds=1.0), i).meta["framing"]
+           for i in range(12)]
+    assert "face" not in old and len(set(old)) > 1
 
 
 def _portrait(seed: int, mouth: np.ndarray):
@@ -99,3 +123,14 @@ def test_retargeting_round_trip():
     for name in ("l_sh", "l_el", "r_sh", "r_el"):
         d = np.angle(np.exp(1j * (back[:, mo.F[name]] - mot[:, mo.F[name]])))
         assert np.abs(d).max() < 1e-3, name
+
+
+def test_framings_option_parses_weights_and_names_what_is_wrong():
+    from models.commands.data import parse_framings
+    from models.errors import UserError
+
+    assert parse_framings("face=0.5, portrait=0.3,half") == {"face": 0.5, "portrait": 0.3, "half": 1.0}
+    for bad, words in (("head=1", "unknown framing 'head'"), ("face=x", "not a number"),
+                       ("face=-1", ">= 0"), ("face=0", "add up to 0"), ("face=inf", "finite")):
+        with pytest.raises(UserError, match=words):
+            parse_framings(bad)

@@ -19,6 +19,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speech-bank", help="speech bank folder (main.py speech-bank); default: synthesise per clip")
     p.add_argument("--drive", help="prepared real dataset whose poses drive some characters")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="rendering processes")
+    p.add_argument("--framings", help="framing mix, e.g. face=0.5,portrait=0.3,half=0.2 (framings: portrait, half, "
+                   "full, face); default portrait 0.4, half 0.35, full 0.25")
     p.add_argument("--preview", help="also write a preview MP4 of 16 clips here")
     p.set_defaults(func=run_synth)
 
@@ -63,6 +65,28 @@ def _check_out(out: str) -> None:
         raise UserError(f"{out}: folder is not empty; choose a new output folder")
 
 
+def parse_framings(text: str) -> dict[str, float]:
+    """``"face=0.5,portrait=0.5"`` -> ``{"face": 0.5, "portrait": 0.5}``; a UserError names what is wrong."""
+    from models.data.toon import FRAMINGS
+
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.strip().partition("=")
+        name = name.strip()
+        if name not in FRAMINGS:
+            raise UserError(f"--framings: unknown framing '{name}'; known: {', '.join(FRAMINGS)}")
+        try:
+            w = float(value) if sep else 1.0
+        except ValueError:
+            raise UserError(f"--framings: weight of '{name}' is not a number: '{value.strip()}'") from None
+        if not w >= 0 or w == float("inf"):
+            raise UserError(f"--framings: weight of '{name}' must be a finite number >= 0, got {value.strip()}")
+        out[name] = out.get(name, 0.0) + w
+    if sum(out.values()) <= 0:
+        raise UserError("--framings: the weights add up to 0; give at least one framing a positive weight")
+    return out
+
+
 def run_synth(args) -> int:
     from models.data.preview import write_preview
     from models.data.synth import SynthConfig, build_synthetic_dataset
@@ -70,7 +94,9 @@ def run_synth(args) -> int:
     if args.clips < 1:
         raise UserError("--clips must be at least 1")
     _check_out(args.out)
-    cfg = SynthConfig(area=_area(args.size), seed=args.seed, bank=args.speech_bank, drive=args.drive)
+    framings = parse_framings(args.framings) if args.framings else None
+    cfg = SynthConfig(area=_area(args.size), seed=args.seed, bank=args.speech_bank, drive=args.drive,
+                      framings=framings)
     if args.speech_bank:
         from models.data.speech import SpeechBank
 

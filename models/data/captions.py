@@ -33,7 +33,8 @@ _TOP = {"tshirt": "t-shirt", "longsleeve": "long-sleeved shirt", "dress": "dress
         "tank": "tank top"}
 _FRAMING = {"portrait": ("close-up portrait", "head and shoulders shot"),
             "half": ("half-body shot", "medium shot from the waist up"),
-            "full": ("full-body shot", "wide shot showing the whole body")}
+            "full": ("full-body shot", "wide shot showing the whole body"),
+            "face": ("extreme close-up of the face", "close-up of the face")}
 _STYLE = {"flat": "flat colours", "outlined": "bold outlines", "shaded": "cel shading",
           "textured": "a paper texture"}
 _BACKGROUND = {"solid": "a plain backdrop", "gradient": "a gradient backdrop", "stripes": "a striped wall",

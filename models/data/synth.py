@@ -65,6 +65,9 @@ class SynthConfig:
     drive_rate: float = 0.2
     # Fix choices (tests, previews): framing, aspect ("3:4"), style, kind, mode, action.
     framing: str | None = None
+    # Draw the framing with these weights ({"face": 0.5, "portrait": 0.5}); None: the default mix
+    # (portrait 0.4, half 0.35, full 0.25), which the datasets made before "face" existed used.
+    framings: dict[str, float] | None = None
     aspect: str | None = None
     style: str | None = None
     kind: str | None = None
@@ -156,7 +159,14 @@ def synth_clip(cfg: SynthConfig, index: int) -> Clip:
     rng = np.random.default_rng([cfg.seed, index, 0xC11F])
     fps = cfg.fps
     ch = random_character(rng, style=cfg.style, kind=cfg.kind)
-    framing = cfg.framing or FRAMINGS[int(rng.choice(3, p=[0.4, 0.35, 0.25]))]
+    if cfg.framing:
+        framing = cfg.framing
+    elif cfg.framings:
+        names = list(cfg.framings)
+        w = np.array([cfg.framings[k] for k in names], np.float64)
+        framing = names[int(rng.choice(len(names), p=w / w.sum()))]
+    else:
+        framing = FRAMINGS[int(rng.choice(3, p=[0.4, 0.35, 0.25]))]
     aspect_name = cfg.aspect or list(ASPECTS)[int(rng.choice(4, p=[0.3, 0.25, 0.25, 0.2]))]
     height, width = resolution_for(ASPECTS[aspect_name], cfg.area)
     mode = cfg.mode or ("speech", "action", "driven")[int(rng.choice(3, p=[0.65, 0.25, 0.10]))]
@@ -298,7 +308,8 @@ def build_synthetic_dataset(
     progress: Callable[[int, int], None] | None = None, shard_bytes: int | None = None,
 ) -> Path:
     """Render ``clips`` clips into a dataset folder; returns the index path."""
-    meta = {"kind": "synthetic", "seed": cfg.seed, "area": cfg.area, "speech_bank": cfg.bank}
+    meta = {"kind": "synthetic", "seed": cfg.seed, "area": cfg.area, "speech_bank": cfg.bank,
+            "framings": cfg.framings}
     kw = {"shard_bytes": shard_bytes} if shard_bytes else {}
     with DatasetWriter(out, cfg.fps, SAMPLE_RATE, meta=meta, **kw) as w:
         for k, enc in enumerate(iter_encoded(cfg, range(clips), workers)):

@@ -24,7 +24,7 @@ from models.conditions.keypoints import (
 from models.data.motion import F
 from models.data.visemes import OPEN_THRESHOLD
 
-FRAMINGS = ("portrait", "half", "full")
+FRAMINGS = ("portrait", "half", "full", "face")  # "face": a close-up of the head, the mouth large
 ASPECTS = {"1:1": 1.0, "3:4": 3 / 4, "9:16": 9 / 16, "16:9": 16 / 9}
 STYLES = ("flat", "outlined", "shaded", "textured")
 KINDS = ("human", "cat", "bear", "bunny", "robot", "alien")
@@ -183,9 +183,8 @@ def head_top(ch: Character) -> float:
 
 
 def make_camera(ch: Character, framing: str, height: int, width: int, rng: np.random.Generator) -> Camera:
-    top = head_top(ch) - 0.25 * ch.head_size
-    if ch.kind in ("bunny", "robot", "alien", "cat", "bear"):
-        top -= 0.35 * ch.head_size  # ears, antennae
+    ears = 0.35 * ch.head_size if ch.kind in ("bunny", "robot", "alien", "cat", "bear") else 0.0  # antennae too
+    top = head_top(ch) - 0.25 * ch.head_size - ears
     # The height decides the zoom; the width only has to keep the subject's core in view (arms may
     # leave the frame in wide gestures, shoulders in tight portraits, as in real footage).
     if framing == "portrait":
@@ -197,6 +196,10 @@ def make_camera(ch: Character, framing: str, height: int, width: int, rng: np.ra
     elif framing == "full":
         bottom = ch.thigh + ch.shin + 0.3
         span_w = ch.shoulder_w * 1.6
+    elif framing == "face":  # chin and a little neck: the face fills the frame, the mouth 1.5-1.8x a portrait's
+        top = head_top(ch) - 0.08 * ch.head_size - ears
+        bottom = -(ch.torso_len + ch.neck_len) + 0.2 * ch.head_size
+        span_w = 1.1 * ch.head_size * ch.head_aspect  # ears may leave the frame
     else:
         raise ValueError(f"unknown framing '{framing}'; known: {', '.join(FRAMINGS)}")
     span_h = bottom - top
