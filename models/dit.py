@@ -311,6 +311,13 @@ class OmniHumanTransformer(nn.Module):
         self.gradient_checkpointing = False
         self.initialize_weights()
 
+    def audio_path_parameters(self) -> list[nn.Parameter]:
+        """The parameters that exist only to bring in the audio: its projection, its null, pad and
+        position tokens, and every block's audio cross-attention (a recipe may train them faster)."""
+        mods = [self.audio_proj] + [b.audio_attn for b in self.blocks]
+        params = [p for m in mods for p in m.parameters()] + [self.audio_null, self.audio_pad, self.audio_pos]
+        return [p for p in params if p.requires_grad]
+
     # -- initialisation in one place ---------------------------------------------------------
 
     def zero_initialised(self) -> list[nn.Module]:

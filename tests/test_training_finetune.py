@@ -272,3 +272,50 @@ def test_bad_lip_pixel_weight_is_named(value, match):
     raw["stages"][0]["lip_pixel_weight"] = value
     with pytest.raises(UserError, match=rf"stages\[0\].*lip_pixel_weight.*{match}"):
         parse_recipe(raw, "r.json")
+
+
+def test_the_audio_path_trains_at_its_own_rate_and_resumes_exactly(dataset, tmp_path):
+    """audio_lr_mult puts the audio path in its own optimiser group at lr x mult; the other weights keep
+    the stage's rate; a run stopped and resumed in that stage ends where the straight run does."""
+    from models.training.trainer import Trainer
+
+    raw = json.loads(open(RECIPE).read())
+    raw["stages"] = [dict(s, steps=4, audio_lr_mult=8.0, keep={"audio": 1.0})
+                     for s in raw["stages"] if s["kind"] == "dit"][:1]
+    r = parse_recipe(raw, "r.json")
+    straight = Trainer(r, [str(dataset)], tmp_path / "a", device="cpu", log=lambda s: None)
+    straight.train()
+    groups = straight.optimizer.param_groups
+    assert [g["lr_mult"] for g in groups] == [1.0, 8.0]
+    assert groups[1]["lr"] == pytest.approx(8.0 * groups[0]["lr"])
+    audio = {id(p) for p in straight.model.transformer.audio_path_parameters()}
+    assert {id(p) for p in groups[1]["params"]} == audio
+    assert not audio & {id(p) for p in groups[0]["params"]}
+    named = dict(straight.model.transformer.named_parameters())
+    assert {id(named[n]) for n in named if "audio" in n} == audio
+
+    half = Trainer(r, [str(dataset)], tmp_path / "b", device="cpu", log=lambda s: None, max_steps=2)
+    half.train()
+    resumed = Trainer(r, [str(dataset)], tmp_path / "b", device="cpu", resume=True, log=lambda s: None)
+    resumed.train()
+    for k, v in straight.model.transformer.state_dict().items():
+        assert torch.equal(v, resumed.model.transformer.state_dict()[k]), k
+
+
+def test_without_a_multiplier_one_group_trains_everything(dataset, tmp_path):
+    raw = json.loads(open(RECIPE).read())
+    stage = [s for s in raw["stages"] if s["kind"] == "dit"][0]
+    t = _trainer(dataset, tmp_path, raw)
+    groups = t._param_groups(parse_recipe(dict(raw, stages=[stage]), "r.json").stages[0])
+    assert len(groups) == 1 and groups[0]["lr_mult"] == 1.0
+    assert len(groups[0]["params"]) == len(list(t.model.transformer.parameters()))
+
+
+@pytest.mark.parametrize("kind, value, match", [("dit", 0, "factor in"), ("dit", "x", "factor in"),
+                                                ("dit", 1000, "factor in"), ("vae", 4.0, "dit' stages only")])
+def test_bad_audio_lr_mult_is_named(kind, value, match):
+    raw = json.loads(open(RECIPE).read())
+    i = next(i for i, s in enumerate(raw["stages"]) if s["kind"] == kind)
+    raw["stages"][i]["audio_lr_mult"] = value
+    with pytest.raises(UserError, match=rf"stages\[{i}\].*audio_lr_mult.*{match}"):
+        parse_recipe(raw, "r.json")

@@ -45,6 +45,7 @@ class Stage:
     face_crops: float = 0.0  # with crop: share of crops centred on the lips (the rest: anywhere)
     mouth_weight: float | None = None  # extra loss weight around the lips (None: the recipe's for DiT, 0 for VAE)
     lip_pixel_weight: float = 0.0  # DiT stages: weight of the decoded-lips loss (see Trainer.lip_pixel_loss)
+    audio_lr_mult: float = 1.0  # DiT stages: the audio path's learning rate is the stage's times this
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
         raise UserError(f"{where}: key 'stages' is empty")
     stage_keys = {"name", "kind", "steps", "lr", "warmup", "batch_size", "keep", "pose_only_with_audio",
                   "motion_prob", "segment_frames", "crop", "cache_windows", "decoder_only", "face_crops",
-                  "mouth_weight", "motion_noise", "lip_pixel_weight", "comment"}
+                  "mouth_weight", "motion_noise", "lip_pixel_weight", "audio_lr_mult", "comment"}
     for i, s in enumerate(raw_stages):
         w = f"{where}: stages[{i}]"
         if not isinstance(s, dict):
@@ -168,6 +169,12 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
         lip_pixel_weight = _weight(s, "lip_pixel_weight", w)
         if lip_pixel_weight and kind != "dit":
             raise UserError(f"{w}: key 'lip_pixel_weight' applies to 'dit' stages only")
+        audio_lr_mult = s.get("audio_lr_mult", 1.0)
+        if (not isinstance(audio_lr_mult, (int, float)) or isinstance(audio_lr_mult, bool)
+                or not 0.0 < audio_lr_mult <= 100.0):
+            raise UserError(f"{w}: key 'audio_lr_mult' must be a factor in (0, 100], got {audio_lr_mult!r}")
+        if audio_lr_mult != 1.0 and kind != "dit":
+            raise UserError(f"{w}: key 'audio_lr_mult' applies to 'dit' stages only")
         stages.append(Stage(
             name=str(s.get("name", f"stage{i}")), kind=kind, steps=steps, lr=_need(s, "lr", float, w),
             warmup=int(s.get("warmup", 0)), batch_size=_need(s, "batch_size", int, w),
@@ -175,7 +182,7 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
             pose_only_with_audio=bool(s.get("pose_only_with_audio", False)),
             motion_prob=mp, motion_noise=float(motion_noise), segment_frames=seg, crop=crop,
             cache_windows=cache_windows, decoder_only=decoder_only, face_crops=float(face_crops),
-            mouth_weight=stage_mouth, lip_pixel_weight=lip_pixel_weight,
+            mouth_weight=stage_mouth, lip_pixel_weight=lip_pixel_weight, audio_lr_mult=float(audio_lr_mult),
         ))
     return Recipe(
         name=str(raw.get("name", Path(where).stem)), preset=preset, seed=int(raw.get("seed", 0)),

@@ -204,10 +204,21 @@ class Trainer:
             m = self.model.vae.decoder
         return [p for p in m.parameters() if p.requires_grad]
 
+    def _param_groups(self, stage: Stage) -> list[dict]:
+        """The stage's parameters as optimiser groups, each with its ``lr_mult`` (the audio path's
+        own group when the stage trains it faster)."""
+        params = self._stage_params(stage)
+        if stage.kind != "dit" or stage.audio_lr_mult == 1.0:
+            return [{"params": params, "lr_mult": 1.0}]
+        audio_ids = {id(p) for p in self.model.transformer.audio_path_parameters()}
+        audio = [p for p in params if id(p) in audio_ids]
+        rest = [p for p in params if id(p) not in audio_ids]
+        return [{"params": rest, "lr_mult": 1.0}, {"params": audio, "lr_mult": stage.audio_lr_mult}]
+
     def _ensure_optimizer(self, stage_idx: int, stage: Stage) -> None:
         if self.opt_stage == stage_idx and self.optimizer is not None:
             return
-        self.optimizer = torch.optim.AdamW(self._stage_params(stage), lr=stage.lr, betas=(0.9, 0.99),
+        self.optimizer = torch.optim.AdamW(self._param_groups(stage), lr=stage.lr, betas=(0.9, 0.99),
                                            weight_decay=self.recipe.weight_decay, eps=1e-8)
         self.opt_stage = stage_idx
 
@@ -545,7 +556,7 @@ class Trainer:
                 _, _, k = recipe.stage_at(self.step)
                 lr = lr_at(stage, k, recipe.min_lr_ratio)
                 for g in self.optimizer.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = lr * g.get("lr_mult", 1.0)
                 stats, gnorm = self.train_step(stage, batch)
                 self.data_state = {"stage": stage_idx, "dataset": {
                     "epoch": int(batch["position"][0]), "batch": int(batch["position"][1]),
