@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 T_VALUES = (0.3, 0.5, 0.7, 0.9)
 
 
-def audio_gap(run: str, data: list[str], batches: int) -> None:
+def audio_gap(run: str, data: list[str], batches: int) -> dict[float, dict[str, float]]:
+    """Per t: the lip-cell velocity error with the window's own audio, another window's and none."""
     from models.conditions.text import tokenize
     from models.config import latent_frames
     from models.dit import Conditions
@@ -73,10 +74,12 @@ def audio_gap(run: str, data: list[str], batches: int) -> None:
                 # Lip cells only (a tiny weight elsewhere keeps windows without a visible mouth finite).
                 errors[t0][name].append(flow_loss(pred, x0, noise, weight_map=cells * 1e3 + 1e-6))
     print(f"{run}: lip-cell velocity error, {batches} batches of {stage.batch_size} cached windows")
+    out = {}
     for t0, d in errors.items():
-        v = {k: torch.cat(x).mean().item() for k, x in d.items()}
+        v = out[t0] = {k: torch.cat(x).mean().item() for k, x in d.items()}
         print(f"t={t0}: own audio {v['own']:.4f}  other audio {v['other']:.4f}  no audio {v['none']:.4f}  "
               f"other - own {v['other'] - v['own']:+.4f} ({100 * (v['other'] - v['own']) / v['other']:.2f}%)")
+    return out
 
 
 def vae_mouth(model_dir: str, held_out: str, frames: int) -> None:

@@ -156,9 +156,9 @@ _MEL = ConditionConfig(
 
 
 def _dit(width, depth, heads, latent, pose_guider, pose_ch, text_width, text_depth, text_heads,
-         audio_hidden) -> DiTConfig:
+         audio_hidden, patch_size=2) -> DiTConfig:
     return DiTConfig(
-        width=width, depth=depth, num_heads=heads, mlp_ratio=4.0, patch_size=2, latent_channels=latent,
+        width=width, depth=depth, num_heads=heads, mlp_ratio=4.0, patch_size=patch_size, latent_channels=latent,
         pose_in_channels=HEATMAP_CHANNELS, pose_guider_channels=pose_guider, pose_channels=pose_ch,
         text_vocab=259, text_width=text_width, text_depth=text_depth, text_heads=text_heads,
         text_max_len=128, audio_feature_dim=_MEL.n_mels * _MEL.mel_per_frame, audio_hidden=audio_hidden,
@@ -199,6 +199,30 @@ register(ModelConfig(
 ))
 
 register(ModelConfig(
+    name="face-s",
+    description="the CPU-trained talking face: 96 px faces and portraits, a 4x VAE so the mouth spans tokens",
+    vae=VAEConfig(in_channels=3, latent_channels=8, base_channels=16, channel_mults=(1, 2, 4),
+                  num_res_blocks=1, temporal_downsample=(True, True)),
+    dit=_dit(192, 6, 3, 8, (16, 32), 32, 128, 1, 2, 256),
+    cond=_MEL,
+    sampling=SamplingConfig(steps=16, cfg_text=3.0, cfg_audio=4.5, anneal="cosine", anneal_strength=0.6,
+                            segment_frames=9, motion_frames=5, shift=None),
+    area=96 * 96,
+))
+
+register(ModelConfig(
+    name="tiny-face",
+    description="CPU test size of face-s: a 4x VAE, patch 1",
+    vae=VAEConfig(in_channels=3, latent_channels=4, base_channels=8, channel_mults=(1, 2, 2),
+                  num_res_blocks=1, temporal_downsample=(True, True)),
+    dit=_dit(64, 2, 2, 4, (8, 16), 8, 32, 1, 2, 64, patch_size=1),
+    cond=_MEL,
+    sampling=SamplingConfig(steps=4, cfg_text=3.0, cfg_audio=4.5, anneal="cosine", anneal_strength=0.6,
+                            segment_frames=9, motion_frames=5, shift=None),
+    area=32 * 32,
+))
+
+register(ModelConfig(
     name="base",
     description="about 1B parameters at 480p: a GPU model",
     vae=VAEConfig(in_channels=3, latent_channels=16, base_channels=96, channel_mults=(1, 2, 4, 4),
@@ -221,6 +245,25 @@ register(ModelConfig(
                             segment_frames=49, motion_frames=5, shift=None),
     area=1280 * 720,
 ))
+
+
+def with_overrides(cfg: ModelConfig, overrides: dict[str, Any]) -> ModelConfig:
+    """``cfg`` with some fields replaced: ``{"vae": {"channel_mults": [1, 2, 4]}, "dit": {"patch_size": 1},
+    "area": 9216}``. Unknown parts or fields raise ``ValueError`` naming them."""
+    d = cfg.to_dict()
+    for part, value in overrides.items():
+        if part not in d or part in ("name", "extra"):
+            raise ValueError(f"unknown model field '{part}'")
+        if isinstance(d[part], dict):
+            if not isinstance(value, dict):
+                raise ValueError(f"model field '{part}' takes an object of its fields")
+            for key, v in value.items():
+                if key not in d[part]:
+                    raise ValueError(f"unknown model field '{part}.{key}'")
+                d[part][key] = v
+        else:
+            d[part] = value
+    return ModelConfig.from_dict(d)
 
 
 def get_preset(name: str) -> ModelConfig:

@@ -216,23 +216,22 @@ class MMDiTBlock(nn.Module):
 
 
 class PoseGuider(nn.Module):
-    """Heatmaps ``(B, P, T, H, W)`` -> pose features ``(B, Cp, F, H/8, W/8)``.
+    """Heatmaps ``(B, P, T, H, W)`` -> pose features ``(B, Cp, F, H/s, W/s)``, s the VAE's spatial factor.
 
-    Per video frame: a conv stack that is 8x in space. Then pooled onto latent frames with the VAE's
+    Per video frame: a conv stack that is s x in space (one stride-2 conv per guider width). Then pooled onto latent frames with the VAE's
     grouping (latent 0 <- frame 0, latent f <- frames 4f-3..4f), concatenated with the previous and
     next latent frame's features, and mapped by a zero-initialised 1x1 conv.
     """
 
     def __init__(self, cfg: DiTConfig) -> None:
         super().__init__()
-        c0, c1, c2 = cfg.pose_guider_channels
-        self.convs = nn.Sequential(
-            nn.Conv2d(cfg.pose_in_channels, c0, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(c0, c1, 3, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(c2, c2, 3, stride=2, padding=1), nn.SiLU(),
-        )
-        self.out = nn.Conv3d(3 * c2, cfg.pose_channels, 1)
+        # One stride-2 conv per channel width: (16, 32, 64) is 8x in space, (16, 32) is 4x (the VAE's factor).
+        chans = list(cfg.pose_guider_channels)
+        layers: list[nn.Module] = [nn.Conv2d(cfg.pose_in_channels, chans[0], 3, padding=1), nn.SiLU()]
+        for c_in, c_out in zip(chans, chans[1:] + chans[-1:], strict=True):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.SiLU()]
+        self.convs = nn.Sequential(*layers)
+        self.out = nn.Conv3d(3 * chans[-1], cfg.pose_channels, 1)
 
     def forward(self, heatmaps: torch.Tensor, frame_chunk: int = 16) -> torch.Tensor:
         b, p, t = heatmaps.shape[:3]

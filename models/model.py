@@ -15,8 +15,12 @@ class OmniHuman(nn.Module):
         super().__init__()
         if config.vae.latent_channels != config.dit.latent_channels:
             raise ValueError("VAE and transformer disagree on latent channels")
-        if config.vae.spatial_factor != 8 or config.vae.temporal_factor != 4:
-            raise ValueError("the pipeline expects a VAE that is 8x in space and 4x in time")
+        if config.vae.spatial_factor not in (4, 8) or config.vae.temporal_factor != 4:
+            raise ValueError("the pipeline expects a VAE that is 4x or 8x in space and 4x in time")
+        if 2 ** len(config.dit.pose_guider_channels) != config.vae.spatial_factor:
+            raise ValueError(f"the pose guider has {len(config.dit.pose_guider_channels)} stride-2 stages, "
+                             f"so it is {2 ** len(config.dit.pose_guider_channels)}x in space; the VAE is "
+                             f"{config.vae.spatial_factor}x")
         self.config = config
         self.vae = CausalVAE(config.vae)
         self.transformer = OmniHumanTransformer(config.dit)

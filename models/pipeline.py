@@ -248,6 +248,8 @@ def generate(
             if len(kp) < length:
                 kp = np.concatenate([kp, np.repeat(kp[-1:], length - len(kp), axis=0)])
             seg_pose = render_heatmaps(kp, height, width, sigma=sigma, device=device, dtype=dtype)[None]
+            if use_audio:  # the audio draws the mouth (as in training): no lip contours in the pose maps
+                seg_pose[:, list(LIP_CHANNELS)] = 0.0
 
         motion = None
         if prev_tail is not None and motion_len:
@@ -260,7 +262,8 @@ def generate(
         runner = branch_model(model, full, null)
 
         noise = torch.randn((1, cfg.dit.latent_channels, n_lat, h, w), generator=gen).to(device, dtype)
-        n_tokens = (n_lat + 1 + (2 if motion is not None else 0)) * (h // 2) * (w // 2)
+        p = cfg.dit.patch_size
+        n_tokens = (n_lat + 1 + (2 if motion is not None else 0)) * (h // p) * (w // p)
         shift = settings.shift or sc.shift or shift_for_tokens(n_tokens)
 
         def on_step(i: int, n: int, _si=si) -> None:

@@ -28,7 +28,7 @@ def segment_cost(cfg: ModelConfig) -> dict[str, float]:
     h, w = cfg.resolution_for(16 / 9 if cfg.area >= 480 * 480 else 1.0)
     frames = cfg.sampling.segment_frames
     n_lat = latent_frames(frames)
-    lh, lw = h // 8, w // 8
+    lh, lw = h // cfg.vae.spatial_factor, w // cfg.vae.spatial_factor
     d = cfg.dit
     tokens_per_frame = (lh // d.patch_size) * (lw // d.patch_size)
     text_len = 48  # a typical prompt in bytes

@@ -140,6 +140,9 @@ BONE_GROUPS: dict[str, tuple[tuple[int, int], ...]] = {
     ),
 }
 HEATMAP_CHANNELS = len(BONE_GROUPS)
+# The lips' channels: left out of the pose maps whenever audio drives the mouth (DESIGN 3.5: a strong
+# condition that dictates the mouth would crowd the audio out of the very samples it should learn from).
+LIP_CHANNELS = tuple(i for i, name in enumerate(BONE_GROUPS) if name.startswith("lips"))
 SKELETON_BONES = tuple(bone for bones in BONE_GROUPS.values() for bone in bones)
 
 

@@ -259,12 +259,14 @@ def score_clip(frames: np.ndarray, clip, scores: ModeScores, extract=None, with_
 def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None, seconds: float = 4.0,
                   drift_seconds: float = 30.0, use_mediapipe: bool = True, seed: int = 0,
                   log: Callable[[str], None] = print, cfg_audio: float | None = None,
-                  anneal_strength: float | None = None) -> dict:
+                  anneal_strength: float | None = None,
+                  modes: tuple[str, ...] = ("audio", "pose", "combined")) -> dict:
     """Evaluate ``model`` on held-out clips of ``data_dir``; returns {mode: summary} + drift.
 
     ``model``: an ``OmniHuman``, or the string ``"instant"`` for the instant engine (the same inputs,
     the same metrics: the two engines side by side against the ground-truth ceiling).
     ``cfg_audio`` / ``anneal_strength``: the audio guidance to sample with (None: the model's).
+    ``modes``: the driving modes to generate (the ground truth and the VAE round trip are always scored).
     """
     from models.data.format import ClipStore
     from models.errors import UserError
@@ -290,9 +292,11 @@ def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None
             extractor = mediapipe_video_keypoints
         except ImportError as e:  # the pose and hand metrics are skipped, and the log says so
             log(f"pose and hand metrics skipped: {e}")
-    modes = ("ground_truth", "audio", "pose", "combined")
-    if not isinstance(model, str):
-        modes = ("ground_truth", "vae_round_trip") + modes[1:]
+    unknown = set(modes) - {"audio", "pose", "combined"}
+    if unknown:
+        raise ValueError(f"unknown modes {sorted(unknown)}")
+    gen_modes = tuple(modes)
+    modes = ("ground_truth",) + (("vae_round_trip",) if not isinstance(model, str) else ()) + gen_modes
     results: dict[str, ModeScores] = {m: ModeScores() for m in modes}
     n_clips = min(clips, len(store))
     for ci in range(n_clips):
@@ -304,7 +308,7 @@ def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None
         score_clip(clip_frames, clip, results["ground_truth"], extractor)
         if "vae_round_trip" in results:  # the ceiling the VAE leaves the transformer
             score_clip(vae_round_trip(model, clip_frames), clip, results["vae_round_trip"])
-        for mode in ("audio", "pose", "combined"):
+        for mode in gen_modes:
             try:
                 res = gen(GenerationInputs(ref, audio if mode != "pose" else None,
                                            clip.keypoints[:n] if mode != "audio" else None, clip.caption),
@@ -343,6 +347,49 @@ def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None
         gt = clip.frames
         table["drift_ground_truth"] = drift(gt[: len(gt) // 4], gt[-len(gt) // 4 :], ref)
     return table
+
+
+def detail(frame: np.ndarray) -> float:
+    """Fine detail of an image: the variance of its Laplacian on the grey levels."""
+    import cv2
+
+    return float(cv2.Laplacian(_gray(frame).astype(np.float64), cv2.CV_64F).var())
+
+
+def identity_take(model, clip, seconds: float = 10.0, steps: int | None = None, seed: int = 0,
+                  cfg_audio: float | None = None, caption: bool = False) -> dict:
+    """How well a long audio-driven take keeps the reference: per second of the take, the mean SSIM of
+    its frames to the reference and their detail (variance of the Laplacian) as a share of the
+    reference's; beside them what the VAE round trip of the reference alone scores (the ceiling).
+    The clip's audio is repeated to ``seconds``; without ``caption`` no text is given (the app's
+    default), so the identity must come from the reference. ``model``: an ``OmniHuman`` or ``"instant"``."""
+    from models.pipeline import GenerationInputs, GenerationSettings, generate
+
+    ref = clip.frames[0]
+    n = int(round(seconds * 16000))
+    audio = np.tile(clip.audio, int(math.ceil(n / len(clip.audio))))[:n]
+    inputs = GenerationInputs(ref, audio, None, clip.caption if caption else "")
+    settings = GenerationSettings(steps=steps, seed=seed, mode="audio", area=ref.shape[0] * ref.shape[1],
+                                  cfg_audio=cfg_audio)
+    if isinstance(model, str):
+        from models.instant.engine import generate_instant
+
+        res = generate_instant(inputs, settings)
+    else:
+        res = generate(model, inputs, settings)
+    frames = _fit(res.frames, ref.shape[:2])
+    ref_detail = max(detail(ref), 1e-6)
+    fps = res.fps
+    per_second = []
+    for s0 in range(0, len(frames), int(round(fps))):
+        chunk = frames[s0 : s0 + int(round(fps))]
+        per_second.append({"ssim": float(np.mean([ssim(f, ref) for f in chunk])),
+                           "detail": float(np.mean([detail(f) for f in chunk]) / ref_detail)})
+    out = {"seconds": len(frames) / fps, "per_second": per_second, "frames": frames}
+    if not isinstance(model, str):
+        rt = vae_round_trip(model, ref[None])[0]
+        out["vae_ssim"], out["vae_detail"] = ssim(rt, ref), detail(rt) / ref_detail
+    return out
 
 
 def vae_round_trip(model, frames: np.ndarray) -> np.ndarray:

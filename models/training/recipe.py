@@ -64,6 +64,15 @@ class Recipe:
     vae_kl_weight: float = 1e-6
     mouth_weight: float = 0.0  # extra loss weight on the latent cells around the lips (0: plain loss)
     precision: str = "auto"  # auto: bf16 autocast on GPUs, fp32 on CPUs; or force "bf16" / "fp32"
+    # Changes to the preset's architecture ({"dit": {"patch_size": 1}}): the ladder's variants of a preset.
+    architecture: dict = field(default_factory=dict)
+
+    def model_config(self):
+        """The preset's ``ModelConfig`` with this recipe's ``architecture`` changes."""
+        from models.config import get_preset, with_overrides
+
+        cfg = get_preset(self.preset)
+        return with_overrides(cfg, self.architecture) if self.architecture else cfg
 
     def mouth_weight_of(self, stage: Stage) -> float:
         """The stage's extra loss weight around the lips: its own, else the recipe's (DiT stages) or 0."""
@@ -102,7 +111,8 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
     if not isinstance(raw, dict):
         raise UserError(f"{where}: a recipe is a JSON object")
     known = {"name", "preset", "seed", "weight_decay", "grad_clip", "ema_decay", "min_lr_ratio", "stages",
-             "num_workers", "log_every", "checkpoint_every", "vae_kl_weight", "mouth_weight", "precision", "comment"}
+             "num_workers", "log_every", "checkpoint_every", "vae_kl_weight", "mouth_weight", "precision", "comment",
+             "architecture"}
     for k in raw:
         if k not in known:
             raise UserError(f"{where}: unknown key '{k}'")
@@ -191,7 +201,29 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
         stages=tuple(stages), num_workers=int(raw.get("num_workers", 2)), log_every=int(raw.get("log_every", 10)),
         checkpoint_every=int(raw.get("checkpoint_every", 200)), vae_kl_weight=float(raw.get("vae_kl_weight", 1e-6)),
         mouth_weight=_weight(raw, "mouth_weight", where), precision=_precision(raw, where),
+        architecture=_architecture(raw, preset, where),
     )
+
+
+def _architecture(raw: dict, preset: str, where: str) -> dict:
+    """The recipe's changes to its preset's architecture, checked by building the config once."""
+    from models.config import get_preset, with_overrides
+
+    v = raw.get("architecture", {})
+    if not isinstance(v, dict):
+        raise UserError(f"{where}: key 'architecture' must be an object such as {{\"dit\": {{\"patch_size\": 1}}}}")
+    if v:
+        try:
+            cfg = with_overrides(get_preset(preset), v)
+            from models.model import OmniHuman
+
+            import torch
+
+            with torch.device("meta"):
+                OmniHuman(cfg)
+        except (ValueError, TypeError) as e:
+            raise UserError(f"{where}: key 'architecture': {e}") from None
+    return v
 
 
 def _precision(raw: dict, where: str) -> str:

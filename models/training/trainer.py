@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from models.conditions.audio import MelFeatures
-from models.conditions.keypoints import render_heatmaps
+from models.conditions.keypoints import LIP_CHANNELS, render_heatmaps
 from models.conditions.text import tokenize
-from models.config import get_preset, latent_frames
+from models.config import latent_frames
 from models.dit import Conditions
 from models.errors import UserError
 from models.flow import flow_loss, interpolate, sample_timesteps, shift_for_tokens
@@ -133,7 +133,7 @@ class Trainer:
         self.num_workers = recipe.num_workers if num_workers is None else num_workers
         self.max_steps = max_steps
         self.max_seconds = None if max_minutes is None else max_minutes * 60.0
-        self.config = get_preset(recipe.preset)
+        self.config = recipe.model_config()
         torch.manual_seed(recipe.seed)
         self.model = OmniHuman(self.config).to(self.device)
         if self.config.name in ("base", "large"):
@@ -181,6 +181,11 @@ class Trainer:
             if self.dist.main:
                 self.log(f"grew the latent of {folder} from {src.config.vae.latent_channels} to "
                          f"{self.config.vae.latent_channels} channels (the new ones start unused)")
+        elif self._same(src.config, ("vae", "cond")) and not self._same(src.config, ("dit",)):
+            # A new transformer over a trained VAE (the learnability ladder: one VAE, several transformers).
+            self.model.vae.load_state_dict(src.vae.state_dict())
+            if self.dist.main:
+                self.log(f"took the VAE of {folder}; the transformer ({self.config.name}'s) starts fresh")
         else:
             mine, theirs = self.config.to_dict(), src.config.to_dict()
             for part in ("vae", "dit", "cond"):
@@ -195,6 +200,10 @@ class Trainer:
         self.init = str(folder)
         if self.dist.main:
             self.log(f"initialised from {folder} ({src.config.name})")
+
+    def _same(self, other, parts: tuple[str, ...]) -> bool:
+        mine, theirs = self.config.to_dict(), other.to_dict()
+        return all(mine[p] == theirs[p] for p in parts)
 
     # -- optimiser per stage ------------------------------------------------------------------
 
@@ -426,6 +435,13 @@ class Trainer:
                                        device=dev)
                 pose = torch.zeros(b, tr.cfg.pose_in_channels, seg, h, w, device=dev)
                 pose[keep.to(dev)] = maps.unflatten(1, (len(keep), seg)).transpose(0, 1)
+        if pose is not None:
+            # The mouth belongs to the audio: no lip contours in the pose maps of samples that hear it,
+            # nor in half of those that do not (generation's unguided branch: pose without lips or audio).
+            no_lips = draw.audio | (torch.rand(b, generator=self.gen) < 0.5)
+            if no_lips.any():
+                rows = no_lips.nonzero().flatten().to(dev)
+                pose[rows[:, None], torch.tensor(LIP_CHANNELS, device=dev)[None, :]] = 0.0
         size = stage.crop // self.config.vae.spatial_factor
         if stage.crop and (size < lh or size < lw):
             ys, xs = self._latent_crop_offsets(cells, size, stage.face_crops)
@@ -443,7 +459,7 @@ class Trainer:
             tokens, mask = tokens.to(dev), mask.to(dev)
         cond = Conditions(reference=ref, motion=motion, text_tokens=tokens, text_mask=mask, audio=audio, pose=pose,
                           text_keep=draw.text.to(dev), audio_keep=draw.audio.to(dev), pose_keep=draw.pose.to(dev))
-        n_tokens = (n_lat + 1 + (2 if motion is not None else 0)) * (lh // 2) * (lw // 2)
+        n_tokens = (n_lat + 1 + (2 if motion is not None else 0)) * (lh // tr.cfg.patch_size) * (lw // tr.cfg.patch_size)
         t = sample_timesteps(b, shift_for_tokens(n_tokens), generator=self.gen).to(dev)
         noise = torch.randn(x0.shape, generator=self.gen).to(dev)
         xt = interpolate(x0, noise, t)

@@ -1,0 +1,152 @@
+"""face-s: the 4x VAE, patch sizes 1 and 2, recipe architecture changes, a new transformer over a
+trained VAE, and the learnability ladder at a tiny size."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from models.config import get_preset, with_overrides
+from models.errors import UserError
+from models.training.recipe import parse_recipe
+
+TINY_FACE_RECIPE = {
+    "preset": "tiny-face", "seed": 0, "num_workers": 0, "log_every": 2, "checkpoint_every": 3,
+    "ema_decay": 0.9, "stages": [
+        {"name": "audio", "kind": "dit", "steps": 4, "lr": 1e-3, "warmup": 1, "batch_size": 2,
+         "keep": {"text": 0.5, "reference": 0.9, "audio": 0.8}, "motion_prob": 0.5, "motion_noise": 0.3,
+         "cache_windows": 4}],
+}
+
+
+@pytest.fixture(scope="module")
+def face_data(tmp_path_factory):
+    from models.cli import main
+
+    out = tmp_path_factory.mktemp("face") / "ds"
+    assert main(["synth", "--clips", "4", "--out", str(out), "--size", "tiny-face", "--seed", "5", "--workers", "1",
+                 "--framings", "face=0.6,portrait=0.4"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def vae_model(tmp_path_factory):
+    """A tiny-face model folder whose VAE is the one the ladder's rungs start from."""
+    from models.checkpoint import random_model, save_model
+
+    folder = tmp_path_factory.mktemp("vae") / "m"
+    save_model(random_model("tiny-face", seed=3), folder, card="test VAE")
+    return folder
+
+
+def test_face_s_shapes_and_token_sizes():
+    from models.model import OmniHuman
+
+    cfg = get_preset("face-s")
+    assert cfg.vae.spatial_factor == 4 and cfg.vae.temporal_factor == 4
+    assert cfg.dit.patch_size == 2 and 2 ** len(cfg.dit.pose_guider_channels) == 4
+    with torch.device("meta"):
+        m = OmniHuman(cfg)
+    n = m.num_parameters()
+    assert n["total"] < 20 * 2**20 / 2  # bf16 checkpoint under 20 MiB
+    # A 96x96 frame: 24x24 latent cells, 12x12 tokens of 8x8 pixels.
+    x = torch.empty(1, 3, 9, 96, 96, device="meta")
+    assert m.vae.encoder(x, None)[0].shape[-2:] == (24, 24)
+
+
+@pytest.mark.parametrize("preset", ["tiny-face", "tiny"])
+def test_transformer_and_pose_guider_match_the_vae(preset):
+    from models.checkpoint import random_model
+    from models.dit import Conditions
+
+    m = random_model(preset, seed=0).eval()
+    cfg = m.config
+    f = cfg.vae.spatial_factor
+    lat = torch.randn(1, cfg.dit.latent_channels, 3, 32 // f, 32 // f)
+    pose = torch.rand(1, cfg.dit.pose_in_channels, 9, 32, 32)
+    cond = Conditions(reference=lat[:, :, :1], audio=torch.randn(1, 9, cfg.dit.audio_feature_dim), pose=pose)
+    with torch.no_grad():
+        out = m.transformer(lat, torch.tensor([0.5]), m.transformer.prepare(cond, 3))
+    assert out.shape == lat.shape and torch.isfinite(out).all()
+
+
+def test_pose_guider_that_disagrees_with_the_vae_is_refused():
+    from models.model import OmniHuman
+
+    cfg = with_overrides(get_preset("face-s"), {"dit": {"pose_guider_channels": [16, 32, 64]}})
+    with pytest.raises(ValueError, match="pose guider"):
+        OmniHuman(cfg)
+
+
+def test_architecture_overrides_are_checked():
+    cfg = with_overrides(get_preset("face-s"), {"dit": {"patch_size": 1}, "area": 64 * 64})
+    assert cfg.dit.patch_size == 1 and cfg.area == 4096 and cfg.vae == get_preset("face-s").vae
+    with pytest.raises(ValueError, match="dit.bogus"):
+        with_overrides(get_preset("face-s"), {"dit": {"bogus": 1}})
+    with pytest.raises(UserError, match="architecture"):
+        parse_recipe({**TINY_FACE_RECIPE, "architecture": {"vae": {"wat": 2}}}, "r.json")
+    with pytest.raises(UserError, match="pose guider"):
+        parse_recipe({**TINY_FACE_RECIPE, "architecture": {"dit": {"pose_guider_channels": [8, 16, 16]}}}, "r.json")
+    r = parse_recipe({**TINY_FACE_RECIPE, "architecture": {"dit": {"patch_size": 2}}}, "r.json")
+    assert r.model_config().dit.patch_size == 2
+
+
+def test_new_transformer_over_a_trained_vae_and_exact_resume(face_data, vae_model, tmp_path):
+    from models.checkpoint import load_model
+    from models.training.trainer import Trainer
+
+    recipe = parse_recipe({**TINY_FACE_RECIPE, "architecture": {"dit": {"width": 32, "num_heads": 2}}}, "r.json")
+    src = load_model(vae_model)
+    full = Trainer(recipe, [str(face_data)], tmp_path / "full", init=vae_model, log=lambda s: None)
+    for a, b in zip(full.model.vae.state_dict().values(), src.vae.state_dict().values(), strict=True):
+        assert torch.equal(a, b.to(a.dtype))
+    assert full.model.transformer.cfg.width == 32
+    full.train()
+    # The same run stopped at step 3 and resumed ends on the same weights (model, EMA).
+    cut = Trainer(recipe, [str(face_data)], tmp_path / "cut", init=vae_model, log=lambda s: None, max_steps=3)
+    cut.train()
+    resumed = Trainer(recipe, [str(face_data)], tmp_path / "cut", resume=True, log=lambda s: None)
+    assert resumed.step == 3
+    resumed.train()
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    for k in full.ema.shadow:
+        assert torch.equal(full.ema.shadow[k], resumed.ema.shadow[k]), k
+
+
+def test_ladder_runs_a_tiny_spec(face_data, vae_model, tmp_path):
+    from benchmarks import ladder
+
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps(TINY_FACE_RECIPE))
+    spec = {"recipe": str(base), "data": {"face": str(face_data)},
+            "rungs": [{"name": "p1", "data": "face", "init": str(vae_model), "px_per_token": 4},
+                      {"name": "p2", "data": "face", "init": str(vae_model), "px_per_token": 8,
+                       "architecture": {"dit": {"patch_size": 2}}}]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    out = tmp_path / "ladder"
+    rc = ladder.main(["--spec", str(tmp_path / "spec.json"), "--out", str(out), "--held-out", str(face_data),
+                      "--minutes", "5", "--clips", "1", "--seconds", "0.8", "--steps", "2", "--take-seconds", "1.2"])
+    assert rc == 0
+    for name in ("p1", "p2"):
+        res = json.loads((out / name / "result.json").read_text())
+        assert res["train"]["steps"] == 4 and res["train"]["samples_per_s"] > 0
+        idt = res["identity"]
+        assert len(idt["per_second"]) == 2 and 0 < idt["vae_ssim"] <= 1
+        assert np.isfinite(res["audio_gap_pct"]) and res["eval_steps"] == 2
+        assert (out / name / "identity.png").is_file()
+    # The second rung reused the first one's latent cache (same data, windows, seed and VAE).
+    assert {f.name for f in (out / "p1" / "latents").iterdir()} == {f.name for f in (out / "p2" / "latents").iterdir()}
+    # Measured rungs are not trained again; --table prints them.
+    assert ladder.main(["--spec", str(tmp_path / "spec.json"), "--out", str(out), "--table"]) == 0
+
+
+def test_ladder_spec_errors_name_the_problem(tmp_path):
+    from benchmarks import ladder
+
+    p = tmp_path / "spec.json"
+    p.write_text(json.dumps({"recipe": "x", "data": {"a": "d"}, "rungs": [{"name": "r", "data": "b"}]}))
+    assert ladder.main(["--spec", str(p), "--out", str(tmp_path / "o"), "--held-out", "x"]) == 2
+    with pytest.raises(UserError, match="unknown data 'b'"):
+        ladder.load_spec(str(p))
