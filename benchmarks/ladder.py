@@ -68,7 +68,8 @@ def load_spec(path: str) -> dict:
         raise UserError(f"{p}: every rung needs a unique 'name'")
     for r in spec["rungs"]:
         if r.get("data", "default") not in spec["data"]:
-            raise UserError(f"{p}: rung '{r['name']}': unknown data '{r.get('data')}' (known: {', '.join(spec['data'])})")
+            raise UserError(f"{p}: rung '{r['name']}': unknown data '{r.get('data')}' "
+                            f"(known: {', '.join(spec['data'])})")
     spec["_base"] = p.parent
     return spec
 

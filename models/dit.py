@@ -218,9 +218,10 @@ class MMDiTBlock(nn.Module):
 class PoseGuider(nn.Module):
     """Heatmaps ``(B, P, T, H, W)`` -> pose features ``(B, Cp, F, H/s, W/s)``, s the VAE's spatial factor.
 
-    Per video frame: a conv stack that is s x in space (one stride-2 conv per guider width). Then pooled onto latent frames with the VAE's
-    grouping (latent 0 <- frame 0, latent f <- frames 4f-3..4f), concatenated with the previous and
-    next latent frame's features, and mapped by a zero-initialised 1x1 conv.
+    Per video frame: a conv stack that is s x in space (one stride-2 conv per guider width). Then
+    pooled onto latent frames with the VAE's grouping (latent 0 <- frame 0, latent f <- frames
+    4f-3..4f), concatenated with the previous and next latent frame's features, and mapped by a
+    zero-initialised 1x1 conv.
     """
 
     def __init__(self, cfg: DiTConfig) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from models.conditions.audio import MelFeatures
-from models.conditions.keypoints import render_heatmaps, validate_keypoints
+from models.conditions.keypoints import LIP_CHANNELS, render_heatmaps, validate_keypoints
 from models.conditions.text import tokenize
 from models.config import latent_frames
 from models.dit import Conditions, PreparedConditions

@@ -215,9 +215,9 @@ def _architecture(raw: dict, preset: str, where: str) -> dict:
     if v:
         try:
             cfg = with_overrides(get_preset(preset), v)
-            from models.model import OmniHuman
-
             import torch
+
+            from models.model import OmniHuman
 
             with torch.device("meta"):
                 OmniHuman(cfg)

@@ -459,7 +459,8 @@ class Trainer:
             tokens, mask = tokens.to(dev), mask.to(dev)
         cond = Conditions(reference=ref, motion=motion, text_tokens=tokens, text_mask=mask, audio=audio, pose=pose,
                           text_keep=draw.text.to(dev), audio_keep=draw.audio.to(dev), pose_keep=draw.pose.to(dev))
-        n_tokens = (n_lat + 1 + (2 if motion is not None else 0)) * (lh // tr.cfg.patch_size) * (lw // tr.cfg.patch_size)
+        ps = tr.cfg.patch_size
+        n_tokens = (n_lat + 1 + (2 if motion is not None else 0)) * (lh // ps) * (lw // ps)
         t = sample_timesteps(b, shift_for_tokens(n_tokens), generator=self.gen).to(dev)
         noise = torch.randn(x0.shape, generator=self.gen).to(dev)
         xt = interpolate(x0, noise, t)
