@@ -1,7 +1,7 @@
 """The learnability ladder: several configurations of a preset, each trained for the same short CPU
 budget on the same data with the same seed, measured on the same held-out clips.
 
-    python benchmarks/ladder.py --spec resources/recipes/ladder-face-s.json --out LADDER_DIR \\
+    python benchmarks/ladder.py --spec benchmarks/ladder-face-s.json --out LADDER_DIR \\
         --held-out HELD_OUT [--minutes 12] [--only RUNG ...] [--clips 6] [--seconds 3] [--steps 10]
 
 The spec names a base recipe (its transformer stages), the datasets by key and the rungs: each rung

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Train the bundled toon-s model on a lent GPU machine within one call of the session's device tool.
+# Train the bundled face-s model on a lent GPU machine within one call of the session's device tool.
 #
 #   here:  bash scripts/device_train.sh prepare          speech bank -> .devkit/, bundled model set aside
 #   there: bash scripts/device_train.sh run [MINUTES]    render data on every core, fit the recipe to the
 #                                                        time left, train (bf16), export; pieces -> $OUT
-#   here:  bash scripts/device_train.sh collect DIR      join the pieces into resources/models/toon-s
+#   here:  bash scripts/device_train.sh collect DIR      join the pieces into resources/models/face-s
 #   here:  bash scripts/device_train.sh restore          put the set-aside bundled model back (no run made)
 #
 # Why the dance: the machine has no espeak-ng and no network, so speech travels as a speech bank
@@ -12,16 +12,16 @@
 # checkpoint alone is 58 MiB, so `prepare` moves it out of the tree until `collect` or `restore`;
 # files come back in pieces of at most 16 MiB. docs/TRAINING_ON_A_GPU.md has the whole procedure.
 #
-# Knobs for a dry run on a CPU (the test suite uses them): OMNI_SIZE (synth preset, default toon-s),
-# OMNI_RECIPE (default toon-s-gpu-session), OMNI_CLIPS (default 2400), OMNI_BANK_COUNT (default 480),
+# Knobs for a dry run on a CPU (the test suite uses them): OMNI_SIZE (synth preset, default face-s),
+# OMNI_FRAMINGS (synth framing mix, default face=0.6,portrait=0.4), OMNI_RECIPE (default face-s-gpu-session), OMNI_CLIPS (default 2400), OMNI_BANK_COUNT (default 480),
 # OMNI_WORKERS (default: all cores), OMNI_DEVICE (default auto), OMNI_WORK (scratch, default /tmp/omni-train),
 # OMNI_KIT (default .devkit), OMNI_RESERVE (seconds kept for the export, default 45), OMNI_MIN_TRAIN (default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 KIT="${OMNI_KIT:-$ROOT/.devkit}"
-ASIDE="${OMNI_ASIDE:-/tmp/omnihuman-bundled-toon-s.safetensors}"
-BUNDLED="$ROOT/resources/models/toon-s/model.safetensors"
+ASIDE="${OMNI_ASIDE:-/tmp/omnihuman-bundled-face-s.safetensors}"
+BUNDLED="$ROOT/resources/models/face-s/model.safetensors"
 PIECE_MIB=15
 
 now() { date +%s; }
@@ -59,8 +59,9 @@ run() {
   deadline=$(python3 -c "print(int($t0 + 60 * $minutes))")
   out="${OUT:-$ROOT/device-out}"
   work="${OMNI_WORK:-/tmp/omni-train}"
-  size="${OMNI_SIZE:-toon-s}"
-  recipe="${OMNI_RECIPE:-toon-s-gpu-session}"
+  size="${OMNI_SIZE:-face-s}"
+  framings="${OMNI_FRAMINGS:-face=0.6,portrait=0.4}"
+  recipe="${OMNI_RECIPE:-face-s-gpu-session}"
   clips="${OMNI_CLIPS:-2400}"
   workers="${OMNI_WORKERS:-$(nproc)}"
   device="${OMNI_DEVICE:-auto}"
@@ -72,10 +73,26 @@ run() {
   say "budget ${minutes} min; $(nproc) cores; $(python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")')"
   python3 -c "import cv2, numpy, safetensors, PIL" || { say "a Python package is missing (cv2, numpy, safetensors, PIL)"; exit 3; }
   [ -f "$KIT/bank/bank.json" ] || { say "no speech bank in $KIT/bank: run 'prepare' here and carry .devkit"; exit 3; }
+  # Smoke check (seconds): the recipe's model builds on the device and takes one bf16 training step.
+  python3 - "$recipe" "$device" <<'PY' || { say "smoke check failed: the model does not train on this device"; exit 3; }
+import sys, torch
+from models.training.recipe import load_recipe
+from models.model import OmniHuman
+from models.dit import Conditions
+cfg = load_recipe(sys.argv[1]).model_config()
+dev = sys.argv[2] if sys.argv[2] != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+m = OmniHuman(cfg).to(dev)
+f = cfg.vae.spatial_factor
+x = torch.randn(2, cfg.dit.latent_channels, 3, 64 // f, 64 // f, device=dev)
+with torch.autocast(torch.device(dev).type, dtype=torch.bfloat16):
+    out = m.transformer(x, torch.rand(2, device=dev), m.transformer.prepare(Conditions(reference=x[:, :, :1]), 3))
+out.float().square().mean().backward()
+print(f"smoke check: {cfg.name} on {dev}: one step, output {tuple(out.shape)}", file=sys.stderr)
+PY
 
   say "rendering $clips clips ($size) on $workers processes"
   python3 main.py synth --clips "$clips" --out "$work/data" --size "$size" --seed 0 \
-    --speech-bank "$KIT/bank" --workers "$workers" 2>&1 | grep -v "^synth:" || true
+    --speech-bank "$KIT/bank" --workers "$workers" --framings "$framings" 2>&1 | grep -v "^synth:" || true
   [ -f "$work/data/index.json" ] || { say "synth failed"; exit 4; }
   say "data ready after $(( $(now) - t0 )) s"
 
@@ -104,7 +121,7 @@ run() {
 
 collect() {
   local src="${1:?usage: collect DIR: the folder the files of the device run came back to}"
-  local dest="${2:-$ROOT/resources/models/toon-s}"
+  local dest="${2:-$ROOT/resources/models/face-s}"
   local tmp
   tmp=$(mktemp -d)
   cat "$src"/model.safetensors.part* > "$tmp/model.safetensors"

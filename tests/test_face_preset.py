@@ -150,3 +150,14 @@ def test_ladder_spec_errors_name_the_problem(tmp_path):
     assert ladder.main(["--spec", str(p), "--out", str(tmp_path / "o"), "--held-out", "x"]) == 2
     with pytest.raises(UserError, match="unknown data 'b'"):
         ladder.load_spec(str(p))
+
+
+def test_the_shipped_ladder_spec_builds_every_rung():
+    from benchmarks import ladder
+
+    spec = ladder.load_spec("benchmarks/ladder-face-s.json")
+    assert len(spec["rungs"]) >= 4
+    for rung in spec["rungs"]:
+        cfg = ladder.rung_recipe(spec, rung).model_config()
+        f, p = cfg.vae.spatial_factor, cfg.dit.patch_size
+        assert f * p == rung["px_per_token"], rung["name"]
