@@ -346,7 +346,10 @@ def run_job(engine, job: GenerationJob, state: JobState) -> JobOutcome:
     """
     from models.media import write_video
     from models.pipeline import Callbacks
+    from models.validation import APP_NAMES, validate_image, validate_settings
 
+    validate_settings(job.settings, APP_NAMES)  # the CLI's checks, before the model loads
+    validate_image(job.image)
     if job.run_dir is None:
         raise UserError("no output folder for this run")
     run_dir = Path(job.run_dir)

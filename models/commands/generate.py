@@ -97,14 +97,35 @@ def load_model_for(args):
     return model
 
 
+def settings_from_args(args, fps: float | None):
+    """The ``GenerationSettings`` of the command line (``fps``: the rate ``--max-seconds`` counts in)."""
+    from models.pipeline import GenerationSettings
+
+    max_frames = None
+    if args.max_seconds:
+        max_frames = max(1, int(round(args.max_seconds * (fps or 25.0))))
+    return GenerationSettings(
+        steps=args.steps, cfg_text=args.cfg_text, cfg_audio=args.cfg_audio, anneal=args.anneal,
+        anneal_strength=args.anneal_strength, seed=args.seed, segment_frames=args.segment_frames,
+        area=args.area, fps=args.fps, mode=args.mode, max_frames=max_frames,
+    )
+
+
 def run(args) -> int:
     from models import media
-    from models.pipeline import Callbacks, GenerationInputs, GenerationSettings, generate
+    from models.output import TakeOutput
+    from models.pipeline import Callbacks, GenerationInputs, generate
+    from models.validation import check_output_path, validate_image, validate_seconds, validate_settings
 
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     if args.audio is None and args.pose is None and args.pose_video is None:
         raise UserError("give --audio, --pose or --pose-video (or several)")
-    image = media.read_image(args.image)
+    # Every setting and the output path before any work (reading media, extracting poses, the model).
+    if args.max_seconds is not None:
+        validate_seconds(args.max_seconds, "--max-seconds")
+    validate_settings(settings_from_args(args, fps=args.fps))
+    check_output_path(args.out, "--out")
+    image = validate_image(media.read_image(args.image), args.image)
     audio = media.read_audio(args.audio) if args.audio else None
     if audio is not None and args.max_seconds:
         audio = audio[: int(args.max_seconds * media.SAMPLE_RATE)]
@@ -131,14 +152,12 @@ def run(args) -> int:
             log(f"note: {notice}")
     log(f"model {cfg.name}: {model.num_parameters()['total'] / 1e6:.1f} M parameters on {model.device} "
         f"({time.perf_counter() - t0:.1f} s to load)")
-    settings = GenerationSettings(
-        steps=args.steps, cfg_text=args.cfg_text, cfg_audio=args.cfg_audio, anneal=args.anneal,
-        anneal_strength=args.anneal_strength, seed=args.seed, segment_frames=args.segment_frames,
-        area=args.area, fps=args.fps, mode=args.mode,
-        max_frames=int(round(args.max_seconds * (args.fps or cfg.cond.fps))) if args.max_seconds else None,
-    )
+    settings = settings_from_args(args, fps=args.fps or cfg.cond.fps)
     out = Path(args.out)
-    writer: media.VideoWriter | None = None
+    fps = args.fps or cfg.cond.fps
+    track = audio
+    if audio is not None and settings.max_frames:
+        track = audio[: int(round(settings.max_frames / fps * media.SAMPLE_RATE))]
     state = {"t": time.perf_counter()}
 
     def on_step(seg: int, n_seg: int, step: int, steps: int) -> None:
@@ -148,16 +167,7 @@ def run(args) -> int:
             print(f"\rsegment {seg + 1}/{n_seg}  step {step}/{steps}", end="", file=sys.stderr, flush=True)
 
     def on_segment(seg: int, frames: np.ndarray, start: int) -> None:
-        nonlocal writer
-        if writer is None:
-            h, w = frames.shape[1:3]
-            fps = args.fps or cfg.cond.fps
-            track = None
-            if audio is not None:
-                n = settings.max_frames
-                track = audio if not n else audio[: int(round(n / fps * media.SAMPLE_RATE))]
-            writer = media.VideoWriter(out, w, h, fps, track)
-        writer.write(frames)
+        take.write(seg, frames, start)
         now = time.perf_counter()
         if sys.stderr.isatty() and not args.quiet:
             print("\r", end="", file=sys.stderr)
@@ -165,12 +175,9 @@ def run(args) -> int:
         state["t"] = now
 
     inputs = GenerationInputs(image=image, audio=audio, pose=pose, text=args.text)
-    try:
+    with TakeOutput(out, fps, track, log) as take:
         result = generate(model, inputs, settings, Callbacks(on_step=on_step, on_segment=on_segment),
                           keep_frames=False)
-    finally:
-        if writer is not None:
-            writer.close()
     log(f"wrote {out}: {result.num_frames} frames at {result.fps:g} fps, {result.width}x{result.height}, "
         f"mode {result.mode}, seed {result.seed}, {result.seconds:.1f} s "
         f"({result.seconds / max(result.num_segments, 1):.1f} s per segment)")

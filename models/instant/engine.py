@@ -276,6 +276,7 @@ def run_instant_cli(args, image: np.ndarray, audio: np.ndarray | None, pose: np.
     from pathlib import Path
 
     from models import media
+    from models.output import TakeOutput
 
     fps = float(args.fps or DEFAULT_FPS)
     max_frames = int(round(args.max_seconds * fps)) if getattr(args, "max_seconds", None) else None
@@ -288,24 +289,13 @@ def run_instant_cli(args, image: np.ndarray, audio: np.ndarray | None, pose: np.
     log(f"instant engine: reference {w0}x{h0} -> frames {engine.width}x{engine.height}; {engine.message} "
         f"({time.perf_counter() - t0:.1f} s to prepare)")
     out = Path(args.out)
-    writer: media.VideoWriter | None = None
-
-    def on_segment(ci: int, frames: np.ndarray, start: int) -> None:
-        nonlocal writer
-        if writer is None:
-            track = audio
-            if audio is not None and max_frames:
-                track = audio[: int(round(max_frames / fps * media.SAMPLE_RATE))]
-            writer = media.VideoWriter(out, engine.width, engine.height, fps, track)
-        writer.write(frames)
-
+    track = audio
+    if audio is not None and max_frames:
+        track = audio[: int(round(max_frames / fps * media.SAMPLE_RATE))]
     inputs = GenerationInputs(image=image, audio=audio, pose=pose, text=getattr(args, "text", ""))
-    try:
-        result = generate_instant(inputs, settings, Callbacks(on_segment=on_segment), keep_frames=False,
+    with TakeOutput(out, fps, track, log) as take:  # finished chunks survive a late failure
+        result = generate_instant(inputs, settings, Callbacks(on_segment=take.write), keep_frames=False,
                                   engine=engine)
-    finally:
-        if writer is not None:
-            writer.close()
     rate = result.num_frames / max(result.seconds, 1e-9)
     log(f"wrote {out}: {result.num_frames} frames at {result.fps:g} fps, {result.width}x{result.height}, "
         f"mode {result.mode}, seed {result.seed}, {result.seconds:.1f} s ({rate:.0f} frames/s)")
