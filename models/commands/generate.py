@@ -20,6 +20,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pose", help="keypoints .npy of shape (T, K, 3) for pose-driven or combined runs")
     p.add_argument("--pose-video", help="video of a person whose poses drive the body (retargeted)")
     p.add_argument("--mirror", action="store_true", help="the pose video is mirrored (webcam)")
+    p.add_argument("--person", type=int, metavar="N",
+                   help="--pose-video with several small people: the N-th found, 1 = largest and most persistent")
     p.add_argument("--text", default="", help="text prompt")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", help="model folder or bundled model name (default: the bundled toon-s)")
@@ -120,6 +122,8 @@ def run(args) -> int:
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     if args.audio is None and args.pose is None and args.pose_video is None:
         raise UserError("give --audio, --pose or --pose-video (or several)")
+    if getattr(args, "person", None) is not None and (args.person < 1 or not args.pose_video):
+        raise UserError("--person N needs --pose-video and counts from 1 (the largest and most persistent person)")
     # Every setting and the output path before any work (reading media, extracting poses, the model).
     if args.max_seconds is not None:
         validate_seconds(args.max_seconds, "--max-seconds")
@@ -131,7 +135,7 @@ def run(args) -> int:
         audio = audio[: int(args.max_seconds * media.SAMPLE_RATE)]
     pose = load_pose_file(args.pose) if args.pose else None
     if args.pose_video:
-        pose = poses_from_video(args.pose_video, image, args.mirror, args.fps, log)
+        pose = poses_from_video(args.pose_video, image, args.mirror, args.fps, log, getattr(args, "person", None))
 
     if args.engine == "instant":
         from models.instant.engine import run_instant_cli  # the instant engine (issue 7)
@@ -184,7 +188,8 @@ def run(args) -> int:
     return 0
 
 
-def poses_from_video(path: str, image: np.ndarray, mirror: bool, fps: float | None, log) -> np.ndarray:
+def poses_from_video(path: str, image: np.ndarray, mirror: bool, fps: float | None, log,
+                     person: int | None = None) -> np.ndarray:
     """Poses of the person in ``path``, retargeted onto the reference's body, at the output fps."""
     from models.conditions.keypoints import resample_keypoints
 
@@ -194,8 +199,10 @@ def poses_from_video(path: str, image: np.ndarray, mirror: bool, fps: float | No
         from models.conditions.retarget import retarget
     except ImportError as e:
         raise UserError(f"--pose-video needs the pose extractor, which is not available ({e})") from None
-    track = extract_video_poses(path)
+    track = extract_video_poses(path, person=person)
     log(f"{path}: poses of {len(track.keypoints)} frames at {track.fps:g} fps")
+    if track.meta.get("person_message"):
+        log(f"{path}: {track.meta['person_message']}")
     target_fps = fps or 25.0
     n = max(1, int(round(len(track.keypoints) * target_fps / track.fps)))
     driver = resample_keypoints(track.keypoints, n)

@@ -35,6 +35,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mirror", action="store_true", help="the video is mirrored (a selfie / webcam view)")
     p.add_argument("--max-frames", type=int, help="only the first N frames")
     p.add_argument("--no-smooth", action="store_true", help="keep MediaPipe's raw per-frame keypoints")
+    p.add_argument("--person", type=int, metavar="N",
+                   help="in a wide shot with several (small) people: the N-th person found, 1 being the largest "
+                        "and most persistent (default: the landmarker's own pick, then person 1)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 
@@ -59,6 +62,7 @@ def _progress_printer(quiet: bool):
 def run(args: argparse.Namespace) -> int:
     from models.conditions.pose import extract_video_poses, save_pose_track
     from models.media import read_image
+    from models.validation import VIDEO_SUFFIXES, check_output_path
 
     out = Path(args.out)
     if out.suffix.lower() != ".npy":
@@ -67,13 +71,23 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--retargeted-out needs --reference IMAGE")
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError("--max-frames must be at least 1")
+    if args.person is not None and args.person < 1:
+        raise UserError(f"--person must be at least 1 (1 is the largest and most persistent person), got {args.person}")
+    check_output_path(out, "--out", (".npy",))  # every output before the video is read
+    if args.retargeted_out:
+        check_output_path(args.retargeted_out, "--retargeted-out", (".npy",))
+    if args.preview:
+        check_output_path(args.preview, "--preview", VIDEO_SUFFIXES)
     reference_image = read_image(args.reference) if args.reference else None  # fail early on a bad image
 
     track = extract_video_poses(
-        args.video, progress=_progress_printer(args.quiet), max_frames=args.max_frames, smooth=not args.no_smooth
+        args.video, progress=_progress_printer(args.quiet), max_frames=args.max_frames, smooth=not args.no_smooth,
+        person=args.person,
     )
     if not args.quiet:
         print(file=sys.stderr)
+        if track.meta.get("person_message"):
+            print(f"{args.video}: {track.meta['person_message']}", file=sys.stderr)
     save_pose_track(track, out)
     n_missing = int(track.missing.sum())
     log = (lambda *a: None) if args.quiet else print

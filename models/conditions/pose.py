@@ -259,44 +259,74 @@ class PoseTrack:
         return self.width / self.height if self.height else 1.0
 
 
+# The full frames are searched for small people (models.conditions.people) when the landmarker
+# finds a person in fewer than this fraction of them.
+SMALL_PEOPLE_BELOW = 0.5
+
+
 def extract_video_poses(
     path: str | os.PathLike,
     progress: ProgressFn | None = None,
     max_frames: int | None = None,
     smooth: bool = True,
+    person: int | None = None,
 ) -> PoseTrack:
     """Keypoints of every frame of a video file, gaps filled and marked.
 
+    The landmarker runs on the full frames first; when it finds a person in fewer than
+    ``SMALL_PEOPLE_BELOW`` of them (people too small in a wide shot), the people detector of
+    ``models.conditions.people`` finds and tracks them and the landmarker runs on a crop around the
+    main one. ``person=N`` (1-based, 1 = the largest and most persistent) goes straight to the
+    detector and takes its N-th person. ``meta["person_message"]`` then says who was used.
+
     ``progress(done, total)`` is called after each frame (``total`` may be None when the container
-    does not say). Raises ``UserError`` naming the file when no frame holds a person, and
-    ``MediaError`` when the file is not a readable video or is truncated.
+    does not say; the crop pass counts the frames again). Raises ``UserError`` naming the file when
+    no frame holds a person, and ``MediaError`` when the file is not a readable video or is truncated.
     """
     from models.conditions.smoothing import fill_gaps, smooth_offline
     from models.media import read_video_frames
 
     p = Path(path)
+    if person is not None and int(person) < 1:
+        raise UserError(f"{p}: person numbers start at 1 (the largest and most persistent), got {person}")
     info, frames = read_video_frames(p)
     total = info.num_frames if max_frames is None else min(max_frames, info.num_frames or max_frames)
-    rows: list[np.ndarray] = []
-    with PoseExtractor(static_image_mode=False) as ex:
-        for i, frame in enumerate(frames):
-            if max_frames is not None and i >= max_frames:
-                break
-            rows.append(ex(frame))
-            if progress is not None:
-                progress(i + 1, total)
-    if not rows:
-        raise UserError(f"{p}: the video has no frames")
-    kp = np.stack(rows)
+    kp = None
+    if person is None:
+        rows: list[np.ndarray] = []
+        with PoseExtractor(static_image_mode=False) as ex:
+            for i, frame in enumerate(frames):
+                if max_frames is not None and i >= max_frames:
+                    break
+                rows.append(ex(frame))
+                if progress is not None:
+                    progress(i + 1, total)
+        if not rows:
+            raise UserError(f"{p}: the video has no frames")
+        kp = np.stack(rows)
+    else:
+        frames.close()
+    meta: dict = {}
+    if kp is None or person_present(kp).mean() < SMALL_PEOPLE_BELOW:
+        from models.conditions.people import extract_person_poses
+
+        found = extract_person_poses(p, person, progress, max_frames)
+        if found is not None:
+            small, choice = found
+            if kp is None or person_present(small).sum() > person_present(kp).sum():
+                kp, meta = small, choice.as_meta()
+        if kp is None:
+            raise UserError(f"{p}: the people detector found nobody to choose from; leave out the person number")
     missing = ~person_present(kp)
     if missing.all():
         raise UserError(
-            f"{p}: no person found in any of its {len(kp)} frames; use a video where one person is visible"
+            f"{p}: no person found in any of its {len(kp)} frames (also none on crops around the people "
+            "detected); use a video where one person is visible"
         )
     kp = fill_gaps(kp, missing)
     if smooth:
         kp = smooth_offline(kp, info.fps)
-    return PoseTrack(kp.astype(np.float32), info.fps, info.width, info.height, missing, str(p))
+    return PoseTrack(kp.astype(np.float32), info.fps, info.width, info.height, missing, str(p), meta)
 
 
 # ------------------------------------------------------------------------------------------------
