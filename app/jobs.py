@@ -354,11 +354,19 @@ def run_job(engine, job: GenerationJob, state: JobState) -> JobOutcome:
         raise UserError("no output folder for this run")
     run_dir = Path(job.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    governor = None
     if job.device == "cpu":
         import torch
 
-        torch.set_num_threads(cpu_threads(job.cpu_threads))
+        if job.cpu_threads > 0:
+            torch.set_num_threads(job.cpu_threads)
+        else:  # auto: the preview and the UI keep a core, the generator takes the free rest
+            from models.threads import ThreadGovernor
+
+            governor = ThreadGovernor(reserve=1)
     engine.prepare(job, state.on_status)
+    if governor is not None:
+        governor.apply()
     if state.on_status:
         state.on_status("Generating...")
     fps = job.settings.fps or (engine.model.config.cond.fps if engine.model is not None else 25.0)
@@ -367,6 +375,8 @@ def run_job(engine, job: GenerationJob, state: JobState) -> JobOutcome:
             "engine": job.engine, "text": job.text, "segments": []}
 
     def on_step(seg: int, n_seg: int, step: int, steps: int) -> None:
+        if governor is not None:
+            governor.tick()
         if state.on_step:
             state.on_step(seg, n_seg, step, steps, eta.update(seg, n_seg, step, steps))
 
@@ -381,7 +391,13 @@ def run_job(engine, job: GenerationJob, state: JobState) -> JobOutcome:
 
     cb = Callbacks(on_step=on_step, on_segment=on_segment, should_cancel=lambda: state.cancelled)
     (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
-    result = engine.generate(job, cb)
+    if job.device == "cpu":
+        from models.threads import PreviewShare
+
+        with PreviewShare():  # the live preview's OpenCV stays on its one core
+            result = engine.generate(job, cb)
+    else:
+        result = engine.generate(job, cb)
     meta.update(seed=result.seed, fps=result.fps, width=result.width, height=result.height,
                 num_frames=result.num_frames, cancelled=result.cancelled, seconds=result.seconds)
     (run_dir / "run.json").write_text(json.dumps(meta, indent=1))

@@ -114,9 +114,12 @@ def settings_from_args(args, fps: float | None):
 
 
 def run(args) -> int:
+    import torch
+
     from models import media
     from models.output import TakeOutput
     from models.pipeline import Callbacks, GenerationInputs, generate
+    from models.threads import ThreadGovernor, single_interop_thread
     from models.validation import check_output_path, validate_image, validate_seconds, validate_settings
 
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
@@ -129,6 +132,7 @@ def run(args) -> int:
         validate_seconds(args.max_seconds, "--max-seconds")
     validate_settings(settings_from_args(args, fps=args.fps))
     check_output_path(args.out, "--out")
+    governor = ThreadGovernor(log=log)  # measures the machine's other load from now on (models/threads.py)
     image = validate_image(media.read_image(args.image), args.image)
     audio = media.read_audio(args.audio) if args.audio else None
     if audio is not None and args.max_seconds:
@@ -143,6 +147,7 @@ def run(args) -> int:
         return run_instant_cli(args, image, audio, pose, log)
 
     t0 = time.perf_counter()
+    single_interop_thread()
     model = load_model_for(args)
     cfg = model.config
     if args.random_init:
@@ -165,6 +170,8 @@ def run(args) -> int:
     state = {"t": time.perf_counter()}
 
     def on_step(seg: int, n_seg: int, step: int, steps: int) -> None:
+        if on_cpu:
+            governor.tick()  # another process started or stopped: follow it
         if step == steps:
             return
         if not args.quiet and sys.stderr.isatty():
@@ -179,9 +186,16 @@ def run(args) -> int:
         state["t"] = now
 
     inputs = GenerationInputs(image=image, audio=audio, pose=pose, text=args.text)
-    with TakeOutput(out, fps, track, log) as take:
-        result = generate(model, inputs, settings, Callbacks(on_step=on_step, on_segment=on_segment),
-                          keep_frames=False)
+    on_cpu = model.device.type == "cpu"
+    threads_before = torch.get_num_threads()
+    if on_cpu:
+        governor.apply()
+    try:
+        with TakeOutput(out, fps, track, log) as take:
+            result = generate(model, inputs, settings, Callbacks(on_step=on_step, on_segment=on_segment),
+                              keep_frames=False)
+    finally:
+        torch.set_num_threads(threads_before)
     log(f"wrote {out}: {result.num_frames} frames at {result.fps:g} fps, {result.width}x{result.height}, "
         f"mode {result.mode}, seed {result.seed}, {result.seconds:.1f} s "
         f"({result.seconds / max(result.num_segments, 1):.1f} s per segment)")
