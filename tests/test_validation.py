@@ -140,6 +140,7 @@ def test_cli_refuses_bad_settings_and_paths_before_the_model(inputs, capsys, no_
         (["--out", "/proc/o.mp4"], "/proc/o.mp4: cannot write in /proc"),
         (["--out", str(d)], "is a folder"),
         (["--out", str(d / "o.avi2")], "must end in one of"),
+        (["--person", "2"] + out, "--person N needs --pose-video"),
     ]
     for extra, expected in cases:
         code, err = _run(base + extra, capsys)
