@@ -137,3 +137,15 @@ def test_detector_on_frames_smaller_than_its_window():
     det = PeopleDetector()
     for shape in ((30, 40, 3), (48, 64, 3), (60, 20, 3)):  # OpenCV alone segfaults on these
         assert det(np.zeros(shape, np.uint8)) == []
+
+
+def test_generate_pose_video_uses_the_small_person(wide_shot, tmp_path, capsys):
+    from models import media
+
+    path, _, _ = wide_shot
+    ref = tmp_path / "ref.png"
+    media.write_image(ref, np.full((64, 48, 3), 128, np.uint8))
+    assert main(["generate", "--image", str(ref), "--pose-video", str(path), "--person", "2", "--random-init", "tiny",
+                 "--steps", "1", "--out", str(tmp_path / "o.mp4")]) == 0
+    err = capsys.readouterr().err
+    assert "person 2 of 2" in err and "mode pose" in err

@@ -205,3 +205,12 @@ def test_the_app_job_uses_the_same_checks_before_loading(tmp_path):
     job.image = np.zeros((8, 300, 3), np.uint8)
     with pytest.raises(UserError, match="300x8 pixels"):
         run_job(Engine(), job, JobState())
+
+
+def test_extract_pose_checks_its_outputs_before_reading_the_video(tmp_path, capsys):
+    video = tmp_path / "missing.mp4"  # never opened: the outputs are refused first
+    for extra, expected in [(["--out", "/proc/p.npy"], "/proc/p.npy: cannot write in /proc"),
+                            (["--out", str(tmp_path / "p.npy"), "--preview", str(tmp_path)], "is a folder"),
+                            (["--out", str(tmp_path / "p.npy"), "--person", "0"], "--person must be at least 1")]:
+        code, err = _run(["extract-pose", str(video)] + extra, capsys)
+        assert code == 2 and expected in err[-1], (extra, err)
