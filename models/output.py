@@ -13,7 +13,6 @@ segments are kept separately. Memory stays flat: a segment is written and forgot
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,7 +83,13 @@ class TakeOutput:
                 self._writer = None
                 self._fail(e)
             self._writer = None
-        shutil.rmtree(self.segments_dir, ignore_errors=True)
+        for part in self.kept:  # only what this take wrote: the folder may hold someone's files
+            part.unlink(missing_ok=True)
+        self.kept = []
+        try:
+            self.segments_dir.rmdir()
+        except OSError:
+            pass
         return self.path
 
     def _fail(self, e: BaseException) -> None:

@@ -185,6 +185,11 @@ def test_a_finished_take_removes_its_segment_folder(inputs, capsys):
     assert main(["generate", "--image", str(img), "--audio", str(wav), "--random-init", "tiny", "--steps", "1",
                  "--segment-frames", "9", "--out", str(out)]) == 0
     assert out.is_file() and not (d / "ok_segments").exists()
+    (d / "ok_segments").mkdir()
+    (d / "ok_segments" / "mine.txt").write_text("a file of the user's")
+    assert main(["generate", "--image", str(img), "--audio", str(wav), "--random-init", "tiny", "--steps", "1",
+                 "--out", str(out)]) == 0
+    assert [f.name for f in (d / "ok_segments").iterdir()] == ["mine.txt"]
 
 
 def test_the_app_job_uses_the_same_checks_before_loading(tmp_path):
