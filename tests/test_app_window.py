@@ -21,8 +21,8 @@ from models.media import SAMPLE_RATE, read_audio, read_image  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 TOON = ROOT / "resources/examples/toon.png"
 SPEECH = ROOT / "resources/examples/speech.wav"
-FAST = {"model": "preset:tiny", "area": 64 * 64, "segment_frames": 9, "steps": 2, "max_seconds": 1.0,
-        "random_seed": False, "seed": 7, "device": "cpu", "dtype": "float32"}
+FAST = {"engine": "OmniHuman model", "model": "preset:tiny", "area": 64 * 64, "segment_frames": 9, "steps": 2,
+        "max_seconds": 1.0, "random_seed": False, "seed": 7, "device": "cpu", "dtype": "float32"}
 
 
 class FakeMic:
@@ -351,7 +351,9 @@ def test_instant_engine_through_the_same_worker(qtbot, window, example):
     if InstantEngineRunner.name not in ENGINES:
         pytest.skip("the instant engine (models/instant) is not installed")
     ready(window, example, engine=InstantEngineRunner.name)
-    assert not window.controls.steps.isEnabled() and "do not apply" in window.controls.model_note.text()
+    c = window.controls
+    assert not c.steps.isVisibleTo(c) and not c.cfg_audio.isVisibleTo(c) and not c.area.isVisibleTo(c)
+    assert c.instant_area.isVisibleTo(c) and "picture's own" in c.instant_area.currentText()
     segs = []
     window.worker.segment.connect(lambda seg, frames, start, audio: segs.append(start))
     with qtbot.waitSignal(window.runFinished, timeout=60000) as done:
@@ -359,6 +361,8 @@ def test_instant_engine_through_the_same_worker(qtbot, window, example):
     out = done.args[0]
     assert not out.cancelled and out.segments_done == len(segs) >= 1 and out.video_path.is_file()
     assert len(window.preview.frames) == 25 and window.history[0].settings["engine"] == InstantEngineRunner.name
+    h, w = example[0].shape[:2]
+    assert (out.height, out.width) == (h, w)  # the picture's own size (under the engine's cap)
 
 
 def test_a_model_notice_shows_under_the_model_picker(qtbot, settings, tmp_path):

@@ -31,7 +31,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cfg-text", type=float)
     p.add_argument("--anneal", choices=["none", "linear", "cosine"])
     p.add_argument("--anneal-strength", type=float)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, default=42, help="noise seed (42, as in the app)")
     p.add_argument("--fps", type=float)
     p.add_argument("--segment-frames", type=int, help="frames per segment, 1 + 4k")
     p.add_argument("--area", type=int, help="pixel area of a frame (default: the preset's)")
