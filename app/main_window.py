@@ -253,7 +253,7 @@ class MainWindow(QMainWindow):
         self._build_menu()
         for area in (self.left_scroll, self.mid_scroll, self.settings_scroll):
             _fit_width(area)
-        split.setSizes([360, 560, 440])
+        split.setSizes([340, 620, 400])
         self._fit_screen()
 
         # -- wiring ----------------------------------------------------------------------------------

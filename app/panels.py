@@ -427,6 +427,7 @@ class PosePanel(QGroupBox):
         self.video_btn.setVisible(mode == self.VIDEO)
         for wdg in (self.review, self.retarget_view, self.review_slider, self.clear_btn):
             wdg.setVisible(mode != self.NONE)
+        self.review.setVisible(mode != self.NONE and not (self.take_in_reference and not self.take_frames))
         if cam and self.camera_box.count() == 0:
             self.refresh_cameras()
         if not cam:
@@ -626,6 +627,7 @@ class PosePanel(QGroupBox):
         """``in_reference``: the keypoints are in the picture's frame already (not retargeted)."""
         self.take_kp, self.take_frames, self.take_fps, self.take_aspect = kp, frames, fps, aspect
         self.take_in_reference = in_reference
+        self.review.setVisible(self.mode != self.NONE and bool(frames))  # a pose file has no driver frames
         self.review_slider.setRange(0, len(kp) - 1)
         self.review_slider.setValue(0)
         self.msg.setText(f"{what}: {len(kp)} frames at {fps:.1f} fps ({len(kp) / fps:.1f} s). Scrub to review.")
