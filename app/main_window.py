@@ -409,8 +409,9 @@ class MainWindow(QMainWindow):
     def _cut_take(self) -> tuple[float, float] | None:
         """(take, audio) seconds when the take shown is shorter than its audio, else None."""
         rec = self.current
-        if rec is None or rec.status == "running" or rec.audio is None or not rec.num_frames:
-            return None
+        if (rec is None or not self._showing_take or rec.status == "running" or rec.audio is None
+                or not rec.num_frames):
+            return None  # no take in the preview (the inputs changed since): the cap itself is said
         got, total = rec.num_frames / rec.fps, len(rec.audio) / SAMPLE_RATE
         return (got, total) if got < total - 1.0 / rec.fps else None
 

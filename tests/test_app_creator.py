@@ -194,6 +194,9 @@ def test_a_take_cut_by_the_length_cap_says_so_and_renders_all(qtbot, window, exa
         assert window.generate()
     assert done.args[0].num_frames == 25
     assert "This take is 1.0 s of 2.0 s" in window.length_note.text() and window.render_all_btn.isVisibleTo(window)
+    window.audio.wave.set_trim(0.0, 1.5)  # new inputs: the note speaks of the cap again
+    assert "first 1.0 s of 1.5 s" in window.length_note.text() and "Render all 1.5 s" == window.render_all_btn.text()
+    window.audio.wave.set_trim(0.0, 2.0)
     with qtbot.waitSignal(window.runFinished, timeout=60000) as done:
         window.render_all_btn.click()
     assert done.args[0].num_frames == 50 and window.controls.max_seconds.value() == 0
