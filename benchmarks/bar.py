@@ -112,7 +112,8 @@ def human_take(model, audio_path: str, image_path: str, out_dir: Path, steps: in
         opened = mouth_openness(frames, boxes)
         env = audio_envelope(audio, len(frames), res.fps, sr)
         conf, off = sync_score(opened, env)
-        out.update(sync=conf, offset=off, openness_std=float(np.nanstd(opened)) if np.isfinite(opened).sum() > 1 else float("nan"),
+        std = float(np.nanstd(opened)) if np.isfinite(opened).sum() > 1 else float("nan")
+        out.update(sync=conf, offset=off, openness_std=std,
                    tracked=float((boxes[:, 2] > boxes[:, 0]).mean()))
         x0, y0, x1, y1 = box
         bw = x1 - x0
