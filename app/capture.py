@@ -243,7 +243,7 @@ class CaptureThread(QThread):
     def _loop(self, src, ex) -> None:
         import cv2
 
-        from models.conditions.keypoints import draw_skeleton
+        from models.keypoints import draw_skeleton
 
         t_prev = None
         while not self._stop.is_set():

@@ -33,7 +33,7 @@ def draw_reference_overlay(image: np.ndarray, info) -> np.ndarray:
     """The reference with the detected person's box and skeleton (what the model will animate)."""
     import cv2
 
-    from models.conditions.keypoints import draw_skeleton
+    from models.keypoints import draw_skeleton
 
     h, w = image.shape[:2]
     s = min(1.0, 512 / max(h, w))
@@ -597,7 +597,7 @@ class PosePanel(QGroupBox):
         self.poseChanged.emit()
 
     def _show_review(self, i: int) -> None:
-        from models.conditions.keypoints import draw_skeleton
+        from models.keypoints import draw_skeleton
 
         if self.take_kp is None or not len(self.take_kp):
             return
@@ -612,7 +612,7 @@ class PosePanel(QGroupBox):
         """The retargeted pose resampled to the output fps, or None when no pose drives the body."""
         if self.mode == self.NONE or self.take_kp is None:
             return None
-        from models.conditions.keypoints import resample_keypoints
+        from models.keypoints import resample_keypoints
 
         kp = self.retargeted if self.retargeted is not None else self.take_kp
         n = max(1, int(round(len(kp) * fps / self.take_fps)))

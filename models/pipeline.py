@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 from models.conditions.audio import MelFeatures
-from models.conditions.keypoints import LIP_CHANNELS, render_heatmaps, validate_keypoints
 from models.conditions.text import tokenize
 from models.config import latent_frames
 from models.dit import Conditions, PreparedConditions
 from models.errors import GenerationCancelled, UserError
 from models.flow import ANNEAL_SCHEDULES, Guidance, euler_sample, shift_for_tokens
+from models.keypoints import LIP_CHANNELS, render_heatmaps, validate_keypoints
 from models.media import SAMPLE_RATE, num_video_frames
 from models.model import OmniHuman
 

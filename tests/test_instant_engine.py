@@ -112,7 +112,7 @@ def test_no_face_gives_the_message_and_refuses_audio_only():
 
 
 def test_pose_moves_the_body_of_a_full_body_photo():
-    from models.conditions import keypoints as kpl
+    from models import keypoints as kpl
     from models.instant.engine import InstantEngine, generate_instant
     from models.pipeline import GenerationInputs, GenerationSettings
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.conditions.keypoints import NUM_KEYPOINTS
 from models.errors import UserError
+from models.keypoints import NUM_KEYPOINTS
 from models.pipeline import Callbacks, GenerationInputs, GenerationSettings, generate, plan_segments
 
 

@@ -63,7 +63,7 @@ def pick_dtype(name: str, device):
 
 
 def load_pose_file(path: str) -> np.ndarray:
-    from models.conditions.keypoints import validate_keypoints
+    from models.keypoints import validate_keypoints
 
     p = Path(path)
     if not p.is_file():
@@ -179,7 +179,7 @@ def run(args) -> int:
 
 def poses_from_video(path: str, image: np.ndarray, mirror: bool, fps: float | None, log) -> np.ndarray:
     """Poses of the person in ``path``, retargeted onto the reference's body, at the output fps."""
-    from models.conditions.keypoints import resample_keypoints
+    from models.keypoints import resample_keypoints
 
     try:
         from models.conditions.pose import extract_video_poses

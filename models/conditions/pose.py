@@ -6,7 +6,7 @@ face mesh with irises, from which the face subset of the project's layout is pic
 (``keypoints.FACE_MESH_INDICES``). Only models bundled in the mediapipe wheel are used: pose model
 complexity 1, never 0 or 2 (those download their weights on first use).
 
-Output is the project's one layout (``models.conditions.keypoints``): ``(K, 3)`` float32 of
+Output is the project's one layout (``models.keypoints``): ``(K, 3)`` float32 of
 ``(x, y, confidence)`` per frame, x and y in [0, 1] of the frame. Confidence is MediaPipe's
 visibility for body points and 1 for tracked hand and face points; a point further than
 ``OUT_OF_FRAME_MARGIN`` outside the frame gets confidence 0 (its extrapolated position is kept).
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.conditions import keypoints as kpl
+from models import keypoints as kpl
 from models.errors import UserError
 
 # A landmark further than this (fraction of the frame) outside the frame is marked absent.

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from models.conditions.keypoints import NUM_BODY
+from models.keypoints import NUM_BODY
 
 PRESENT = 0.05  # below this confidence a point is treated as absent
 

@@ -33,8 +33,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.conditions.keypoints import NUM_KEYPOINTS
 from models.errors import UserError
+from models.keypoints import NUM_KEYPOINTS
 
 FORMAT_NAME = "omnihuman-clips"
 FORMAT_VERSION = 1

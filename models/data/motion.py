@@ -248,7 +248,7 @@ def motion_from_keypoints(kp: np.ndarray, rest_fill: np.ndarray | None = None) -
     aspect ratio is not known here, so keypoints should be in square units (x scaled by W/H) if
     the source was not square.
     """
-    from models.conditions.keypoints import INDEX
+    from models.keypoints import INDEX
 
     n = kp.shape[0]
     m = rest_motion(n) if rest_fill is None else rest_fill.copy()

@@ -28,11 +28,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.conditions.keypoints import INDEX
 from models.config import resolution_for
 from models.data.format import Clip, DatasetWriter, audio_samples
 from models.data.toon import ASPECTS
 from models.errors import UserError
+from models.keypoints import INDEX
 from models.media import MediaError, read_audio, read_video_frames
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg")

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from models.conditions.keypoints import FACE_START, INDEX, LEFT_HAND_START, RIGHT_HAND_START
 from models.config import resolution_for
 from models.data import motion as mo
 from models.data.captions import make_caption
@@ -44,6 +43,7 @@ from models.data.toon import (
     rig,
 )
 from models.data.visemes import mouth_track, rest_track
+from models.keypoints import FACE_START, INDEX, LEFT_HAND_START, RIGHT_HAND_START
 
 LIPSYNC_FAIL_RATE = 0.12
 POSE_FAIL_RATE = 0.10

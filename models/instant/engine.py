@@ -203,7 +203,7 @@ def generate_instant(inputs: GenerationInputs, settings: GenerationSettings | No
     ``on_segment(chunk, frames, start)``; ``on_step(chunk, n_chunks, 1, 1)`` reports progress.
     Raises ``UserError`` when the audio would drive a face that the reference does not have.
     """
-    from models.conditions.keypoints import validate_keypoints
+    from models.keypoints import validate_keypoints
     from models.media import SAMPLE_RATE, num_video_frames
 
     settings = settings or GenerationSettings()

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.conditions import keypoints as kpl
+from models import keypoints as kpl
 
 # -- metrics on arrays ------------------------------------------------------------------------
 
