@@ -22,13 +22,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.jobs import ASPECTS, DTYPES, ENGINES, ModelChoice, ModelEngine, available_devices, model_choices
+from app.jobs import ASPECTS
 from app.settings import AREAS, PRESETS, SEGMENT_FRAMES
 from app.widgets import SliderBox
+from models.engines import GenerationSettings
+from models.engines.registry import DTYPES, ENGINES, MODEL_ENGINE, ModelChoice, available_devices, model_choices
 from models.flow import ANNEAL_SCHEDULES
-from models.pipeline import GenerationSettings
 
-ENGINE_WITH_MODEL = ModelEngine.name
+ENGINE_WITH_MODEL = MODEL_ENGINE
 
 
 def _row(*widgets) -> QWidget:
@@ -52,8 +53,8 @@ class ControlsPanel(QGroupBox):
         super().__init__("4  Prompt and generation", parent)
         self.settings = settings
         self.engine = QComboBox()
-        for name in ENGINES:
-            self.engine.addItem(name)
+        for spec in ENGINES.values():
+            self.engine.addItem(spec.name)
         self.engine.setToolTip("OmniHuman model: the diffusion model. Instant: warps the picture itself in real "
                                "time on a CPU (model, steps and guidance do not apply).")
         self.model = QComboBox()

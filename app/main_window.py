@@ -33,12 +33,13 @@ from PySide6.QtWidgets import (
 
 from app.audio_io import Player
 from app.controls import ControlsPanel
-from app.jobs import ASPECTS, EXPORT_QUALITY, GenerationJob, JobOutcome, crop_to_aspect, export_run, new_run_dir
+from app.jobs import ASPECTS, GenerationJob, JobOutcome, crop_to_aspect
 from app.live import LiveInputs, LivePreview
 from app.panels import AudioPanel, PosePanel, ReferencePanel
 from app.settings import AppSettings
 from app.widgets import PreviewPlayer, to_qimage
 from app.worker import GenerationWorker, TaskRunner, WorkerHost
+from models.engines.writer import EXPORT_QUALITY, export_run, new_run_dir
 
 FPS = 25.0
 
@@ -554,7 +555,7 @@ class MainWindow(QMainWindow):
         """Load a take of the history into the preview (read on the task pool)."""
         if not 0 <= row < len(self.history):
             return
-        from app.jobs import load_run_frames
+        from models.engines.writer import load_run_frames
 
         rec = self.history[row]
 

@@ -45,8 +45,8 @@ def swinging_arms(ref: np.ndarray, n: int, fps: float) -> np.ndarray:
 
 
 def bench(label: str, engine, audio, pose, fps: float) -> None:
+    from models.engines import GenerationInputs, GenerationSettings
     from models.instant.engine import generate_instant
-    from models.pipeline import GenerationInputs, GenerationSettings
 
     n = int(len(audio) / 16000 * fps)
     track = engine.audio_track(audio, n, fps)

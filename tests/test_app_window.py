@@ -13,9 +13,9 @@ from PySide6.QtGui import QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from app.audio_io import AudioStatus  # noqa: E402
-from app.jobs import ModelEngine  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
+from models.engines.diffusion import DiffusionEngine  # noqa: E402
 from models.media import SAMPLE_RATE, read_audio, read_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -244,12 +244,12 @@ def test_cancel_mid_run_keeps_finished_segments(qtbot, window, example):
     assert window.generate_btn.isEnabled() and window.history[0].status == "cancelled"
 
 
-class FailingEngine(ModelEngine):
+class FailingEngine(DiffusionEngine):
     """Fails with an out-of-memory error after its first segment, once."""
 
     fail = True
 
-    def generate(self, job, callbacks):
+    def generate(self, job, callbacks=None, keep_frames=False):
         inner = callbacks.on_segment
 
         def on_segment(seg, frames, start):
@@ -259,7 +259,7 @@ class FailingEngine(ModelEngine):
                 raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
         callbacks.on_segment = on_segment
-        return super().generate(job, callbacks)
+        return super().generate(job, callbacks, keep_frames)
 
 
 def test_worker_error_shows_message_and_ui_stays_usable(qtbot, settings, example, monkeypatch):
@@ -346,11 +346,9 @@ def test_playback_without_sound_device_says_so(qtbot, window, example):
 
 
 def test_instant_engine_through_the_same_worker(qtbot, window, example):
-    from app.jobs import ENGINES, InstantEngineRunner
+    from models.engines.instant import InstantAdapter
 
-    if InstantEngineRunner.name not in ENGINES:
-        pytest.skip("the instant engine (models/instant) is not installed")
-    ready(window, example, engine=InstantEngineRunner.name)
+    ready(window, example, engine=InstantAdapter.name)
     assert not window.controls.steps.isEnabled() and "do not apply" in window.controls.model_note.text()
     segs = []
     window.worker.segment.connect(lambda seg, frames, start, audio: segs.append(start))
@@ -358,7 +356,7 @@ def test_instant_engine_through_the_same_worker(qtbot, window, example):
         assert window.generate()
     out = done.args[0]
     assert not out.cancelled and out.segments_done == len(segs) >= 1 and out.video_path.is_file()
-    assert len(window.preview.frames) == 25 and window.history[0].settings["engine"] == InstantEngineRunner.name
+    assert len(window.preview.frames) == 25 and window.history[0].settings["engine"] == InstantAdapter.name
 
 
 def test_a_model_notice_shows_under_the_model_picker(qtbot, settings, tmp_path):
