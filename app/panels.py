@@ -405,12 +405,12 @@ class PosePanel(QGroupBox):
         self.poseChanged.emit()
 
     def refresh_cameras(self) -> None:
-        from app.capture import list_cameras
+        from models.sources import list_cameras
 
         self.camera_box.clear()
         cams = list_cameras()
-        for idx, name in cams:
-            self.camera_box.addItem(name, idx)
+        for cam in cams:
+            self.camera_box.addItem(f"{cam.name} ({cam.device})" if cam.device else cam.name, cam.index)
         if not cams and self.source_factory is None:
             self.msg.setText("No camera found. Connect a webcam and press Refresh, or use a video file.")
         else:

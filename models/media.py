@@ -401,6 +401,25 @@ def num_video_frames(num_samples: int, fps: float, sample_rate: int = SAMPLE_RAT
     return max(1, int(round(num_samples * fps / sample_rate)))
 
 
+def resample_audio(audio: np.ndarray, rate: float, target: int = SAMPLE_RATE) -> np.ndarray:
+    """Band-limited resampling of mono float32 audio (polyphase when scipy is there, else linear)."""
+    audio = np.asarray(audio, np.float32)
+    if audio.size == 0 or int(round(rate)) == target:
+        return audio
+    try:
+        from math import gcd
+
+        from scipy.signal import resample_poly
+
+        r = int(round(rate))
+        g = gcd(r, target)
+        return resample_poly(audio, target // g, r // g).astype(np.float32)
+    except ImportError:
+        n = int(round(audio.size * target / rate))
+        x = np.linspace(0, audio.size - 1, n)
+        return np.interp(x, np.arange(audio.size), audio).astype(np.float32)
+
+
 # ----------------------------------------------------------------------------------------------
 # Video
 

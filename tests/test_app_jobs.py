@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.audio_io import Recorder, resample
+from app.audio_io import Recorder
 from app.jobs import GenerationJob, JobState, run_job
 from models.engines import GenerationSettings, ModelChoice
 from models.engines.diffusion import DiffusionEngine
 from models.engines.writer import export_run, load_run_frames
-from models.media import SAMPLE_RATE, read_audio, read_image
+from models.media import SAMPLE_RATE, read_audio, read_image, resample_audio
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ModelChoice("tiny", preset="tiny")
@@ -85,7 +85,7 @@ def test_recorder_resamples_device_rate_to_16k():
     assert rec.seconds == pytest.approx(1.0) and rec.level == pytest.approx(0.5, abs=0.01)
     audio = rec.stop()
     assert len(audio) == SAMPLE_RATE and abs(np.abs(audio).max() - 0.5) < 0.02
-    assert len(resample(np.zeros(44100, np.float32), 44100)) == SAMPLE_RATE
+    assert len(resample_audio(np.zeros(44100, np.float32), 44100)) == SAMPLE_RATE
 
 
 def test_recorder_grows_past_its_first_buffer_and_snapshots_do_not_change():

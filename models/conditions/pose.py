@@ -271,7 +271,7 @@ def extract_video_poses(
     does not say). Raises ``UserError`` naming the file when no frame holds a person, and
     ``MediaError`` when the file is not a readable video or is truncated.
     """
-    from models.conditions.smoothing import fill_gaps, smooth_offline
+    from models.conditions.smoothing import clean_track
     from models.media import read_video_frames
 
     p = Path(path)
@@ -293,10 +293,8 @@ def extract_video_poses(
         raise UserError(
             f"{p}: no person found in any of its {len(kp)} frames; use a video where one person is visible"
         )
-    kp = fill_gaps(kp, missing)
-    if smooth:
-        kp = smooth_offline(kp, info.fps)
-    return PoseTrack(kp.astype(np.float32), info.fps, info.width, info.height, missing, str(p))
+    kp = clean_track(kp, info.fps, missing, smooth=smooth)
+    return PoseTrack(kp, info.fps, info.width, info.height, missing, str(p))
 
 
 # ------------------------------------------------------------------------------------------------

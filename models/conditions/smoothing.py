@@ -237,3 +237,10 @@ def fill_gaps(kp: np.ndarray, missing: np.ndarray | None = None, max_point_gap: 
             sel = ~valid & inner
             out[sel, j] = vals[sel]
     return out
+
+
+def clean_track(kp: np.ndarray, fps: float, missing: np.ndarray | None = None, smooth: bool = True) -> np.ndarray:
+    """The clean-up every recorded pose track gets, a video file's and a webcam take's alike: frames
+    without a person (``missing``) filled from their neighbours, then zero-phase smoothing in time."""
+    kp = fill_gaps(kp, missing)
+    return (smooth_offline(kp, fps) if smooth else kp).astype(np.float32)
