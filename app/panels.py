@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from app.widgets import ImageView, WaveformView
 from app.worker import TaskRunner, user_message
-from models.media import SAMPLE_RATE
+from models.media import DEFAULT_FPS, SAMPLE_RATE
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
 MEDIA_FILTER = "Audio or video (*.wav *.mp3 *.flac *.ogg *.m4a *.aac *.mp4 *.mov *.mkv *.webm *.avi);;All files (*)"
@@ -306,7 +306,7 @@ class PosePanel(QGroupBox):
         self.capture = None
         self.take_kp: np.ndarray | None = None  # (T, K, 3) in the driver frame
         self.take_frames: list[np.ndarray] = []
-        self.take_fps = 25.0
+        self.take_fps = DEFAULT_FPS
         self.take_aspect = 1.0
         self.retargeted: np.ndarray | None = None  # (T, K, 3) in the reference frame
         self.live_aspect = 4 / 3  # width / height of the camera's frames, from the first one

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = 16000  # Hz: every audio track of the project (a model carries its own in its config)
+DEFAULT_FPS = 25.0  # video frames per second where no model says otherwise (data, previews)
 
 
 class MediaError(ValueError):

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QMessageBox  # noqa: E402
 from app.audio_io import AudioStatus  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
+from models.config import get_preset  # noqa: E402
 from models.engines.diffusion import DiffusionEngine  # noqa: E402
 from models.media import SAMPLE_RATE, read_audio, read_image  # noqa: E402
 
@@ -221,7 +222,8 @@ def test_generate_streams_steps_segments_then_file(qtbot, window, example):
     # history: back to the take's settings, change one slider, run again
     window.controls.apply({"seed": 1, "cfg_audio": 2.0})
     window.use_run_settings(0)
-    assert window.controls.seed.value() == 7 and window.controls.cfg_audio.value() == pytest.approx(4.5)
+    tiny = get_preset("tiny").sampling  # the first take sampled with the model's own guidance
+    assert window.controls.seed.value() == 7 and window.controls.cfg_audio.value() == pytest.approx(tiny.cfg_audio)
     window.controls.cfg_audio.setValue(6.0)
     with qtbot.waitSignal(window.runFinished, timeout=60000):
         window.generate()
@@ -376,5 +378,21 @@ def test_a_model_notice_shows_under_the_model_picker(qtbot, settings, tmp_path):
         assert w.controls.model_note.text() == "A placeholder: use the Instant engine."
         w.controls.apply({"model": "preset:tiny"})
         assert "Untrained" in w.controls.model_note.text()
+    finally:
+        close_window(w)
+
+
+def test_sampling_defaults_and_fps_come_from_the_selected_model(qtbot, settings):
+    w = make_window(qtbot, settings)
+    try:
+        for preset in ("tiny", "toon-s", "tiny"):
+            w.controls.apply({"model": f"preset:{preset}"})
+            sc = get_preset(preset).sampling
+            c = w.controls
+            assert (c.steps.value(), c.anneal.currentText()) == (sc.steps, sc.anneal)
+            assert (c.cfg_audio.value(), c.anneal_strength.value()) == pytest.approx((sc.cfg_audio, sc.anneal_strength))
+            assert c.output_fps() == get_preset(preset).cond.fps
+        w.controls.apply({"model": "preset:toon-s", "steps": 3})  # a value given with the model wins
+        assert w.controls.steps.value() == 3
     finally:
         close_window(w)

@@ -29,6 +29,7 @@ import numpy as np
 
 from models import keypoints as kpl
 from models.errors import UserError
+from models.media import DEFAULT_FPS
 
 # A landmark further than this (fraction of the frame) outside the frame is marked absent.
 OUT_OF_FRAME_MARGIN = 0.05
@@ -323,7 +324,7 @@ def save_pose_track(track: PoseTrack, path: str | os.PathLike) -> Path:
 
 
 def load_pose_track(
-    path: str | os.PathLike, default_fps: float = 25.0, default_aspect: float = 1.0
+    path: str | os.PathLike, default_fps: float = DEFAULT_FPS, default_aspect: float = 1.0
 ) -> PoseTrack:
     """Read a pose ``.npy`` (and its ``.json`` sidecar when present). Raises UserError naming the file."""
     p = Path(path)

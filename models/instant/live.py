@@ -22,6 +22,7 @@ import numpy as np
 from models.data.visemes import REST
 from models.engines.types import video_length
 from models.instant.engine import InstantEngine, InstantTrack, driving_pose
+from models.media import DEFAULT_FPS
 
 LIVE_MAX_SIDE = 640  # the live view's long side: real time first
 IDLE_SECONDS = 4.0  # the loop length when nothing but the picture is given (blinks and breathing)
@@ -49,7 +50,7 @@ class LiveSession:
         self._take_pose = None  # (T, K, 3) as given
         self.pose: np.ndarray | None = None  # the take fitted to the loop and smoothed
         self.track: InstantTrack | None = None
-        self.fps = 25.0
+        self.fps = DEFAULT_FPS  # until inputs come: then theirs, or the engine's own
         self.seed = 0
         self.sway = 1.0
         self.mouth_scale = 1.0
