@@ -22,13 +22,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.jobs import ASPECTS, DTYPES, ENGINES, ModelChoice, ModelEngine, available_devices, model_choices
+from app.jobs import ASPECTS
 from app.settings import AREAS, PRESETS, SEGMENT_FRAMES
 from app.widgets import SliderBox
+from models.engines import GenerationSettings
+from models.engines.registry import DTYPES, ENGINES, MODEL_ENGINE, ModelChoice, available_devices, model_choices
 from models.flow import ANNEAL_SCHEDULES
-from models.pipeline import GenerationSettings
+from models.media import DEFAULT_FPS
 
-ENGINE_WITH_MODEL = ModelEngine.name
+ENGINE_WITH_MODEL = MODEL_ENGINE
 
 
 def _row(*widgets) -> QWidget:
@@ -52,8 +54,8 @@ class ControlsPanel(QGroupBox):
         super().__init__("4  Prompt and generation", parent)
         self.settings = settings
         self.engine = QComboBox()
-        for name in ENGINES:
-            self.engine.addItem(name)
+        for spec in ENGINES.values():
+            self.engine.addItem(spec.name)
         self.engine.setToolTip("OmniHuman model: the diffusion model. Instant: warps the picture itself in real "
                                "time on a CPU (model, steps and guidance do not apply).")
         self.model = QComboBox()
@@ -100,7 +102,7 @@ class ControlsPanel(QGroupBox):
         # A model generates best in segments as long as the windows it was trained on.
         self.segment_frames.addItem("the model's (its training length)", 0)
         for n in SEGMENT_FRAMES:
-            self.segment_frames.addItem(f"{n} frames ({n / 25:.2f} s)", n)
+            self.segment_frames.addItem(f"{n} frames", n)
         self.max_seconds = QDoubleSpinBox()
         self.max_seconds.setRange(0, 600)
         self.max_seconds.setSpecialValueText("whole audio")
@@ -127,12 +129,13 @@ class ControlsPanel(QGroupBox):
         lay.addLayout(form)
 
         self.refresh_models()
+        self.apply_model_defaults()  # what the user has not chosen yet comes from the model
         self.load(settings)
         self.dice.clicked.connect(lambda: self.seed.setValue(random.randrange(2**31)))
         self.preset_fast.clicked.connect(lambda: self.apply(PRESETS["fast preview"]))
         self.preset_quality.clicked.connect(lambda: self.apply(PRESETS["quality"]))
         self.add_model_btn.clicked.connect(self._add_model_dir)
-        self.model.currentIndexChanged.connect(self._model_changed)
+        self.model.currentIndexChanged.connect(self._model_picked)
         self.engine.currentIndexChanged.connect(self._engine_changed)
         self._engine_changed()
         for w in (self.cfg_audio, self.cfg_text, self.anneal_strength):
@@ -172,6 +175,46 @@ class ControlsPanel(QGroupBox):
                   self.segment_frames):
             w.setEnabled(on)
         self._model_changed()
+
+    def _model_picked(self, *_args) -> None:
+        self.apply_model_defaults()
+        self._model_changed()
+
+    def model_config(self):
+        """The selected model's ``ModelConfig`` (read from its folder), or None when it cannot be read."""
+        from models.errors import UserError
+
+        c = self.model_choice()
+        if c is None:
+            return None
+        try:
+            return c.config()
+        except (UserError, OSError, ValueError):
+            return None
+
+    def apply_model_defaults(self) -> None:
+        """The sampling knobs of the selected model's config: each model brings its own defaults."""
+        cfg = self.model_config()
+        if cfg is None:
+            return
+        sc = cfg.sampling
+        self.apply({"steps": sc.steps, "cfg_audio": sc.cfg_audio, "cfg_text": sc.cfg_text, "anneal": sc.anneal,
+                    "anneal_strength": sc.anneal_strength})
+        self._label_segments(float(cfg.cond.fps))
+
+    def output_fps(self) -> float:
+        """Frames per second of the output: the selected model's, or the instant engine's own."""
+        if not self.uses_model():
+            from models.instant.mouth import native_units
+
+            return native_units()[0]
+        cfg = self.model_config()
+        return float(cfg.cond.fps) if cfg is not None else DEFAULT_FPS
+
+    def _label_segments(self, fps: float) -> None:
+        for i in range(1, self.segment_frames.count()):
+            n = self.segment_frames.itemData(i)
+            self.segment_frames.setItemText(i, f"{n} frames ({n / fps:.2f} s)")
 
     def _model_changed(self, *_args) -> None:
         if not self.uses_model():
@@ -224,13 +267,17 @@ class ControlsPanel(QGroupBox):
         }
 
     def apply(self, values: dict) -> None:
-        """Set the widgets from a (partial) settings dict."""
+        """Set the widgets from a (partial) settings dict; the engine and the model first, since a newly
+        picked model brings its sampling defaults, which the dict's own values then override."""
         def combo(box: QComboBox, v, by_data: bool = False) -> None:
             i = box.findData(v) if by_data else box.findText(str(v))
             if i >= 0:
                 box.setCurrentIndex(i)
 
-        for k, v in values.items():
+        first = [k for k in ("engine", "model") if k in values]
+        for k, v in [(k, values[k]) for k in first] + [(k, v) for k, v in values.items() if k not in first]:
+            if v is None:
+                continue
             if k == "engine":
                 combo(self.engine, v)
             elif k == "model":
@@ -255,7 +302,8 @@ class ControlsPanel(QGroupBox):
         for k, v in self.values().items():
             settings.set(k, v)
 
-    def generation_settings(self, fps: float = 25.0):
+    def generation_settings(self, fps: float | None = None):
+        fps = fps or self.output_fps()
         v = self.values()
         seed = random.randrange(2**31) if v["random_seed"] else v["seed"]
         return GenerationSettings(

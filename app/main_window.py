@@ -33,14 +33,14 @@ from PySide6.QtWidgets import (
 
 from app.audio_io import Player
 from app.controls import ControlsPanel
-from app.jobs import ASPECTS, EXPORT_QUALITY, GenerationJob, JobOutcome, crop_to_aspect, export_run, new_run_dir
+from app.jobs import ASPECTS, GenerationJob, JobOutcome, crop_to_aspect
 from app.live import LiveInputs, LivePreview
 from app.panels import AudioPanel, PosePanel, ReferencePanel
 from app.settings import AppSettings
 from app.widgets import PreviewPlayer, to_qimage
 from app.worker import GenerationWorker, TaskRunner, WorkerHost
-
-FPS = 25.0
+from models.engines.writer import EXPORT_QUALITY, export_run, new_run_dir
+from models.media import DEFAULT_FPS
 
 
 @dataclass
@@ -50,7 +50,7 @@ class RunRecord:
     run_dir: Path
     settings: dict
     seed: int | None = None
-    fps: float = FPS
+    fps: float = DEFAULT_FPS
     audio: np.ndarray | None = None
     thumbnail: np.ndarray | None = None
     segments: int = 0
@@ -316,12 +316,13 @@ class MainWindow(QMainWindow):
             self._warn("Nothing to animate", "Open or drop a reference picture first.")
             return None
         audio = self.audio.trimmed()
-        pose = self.pose.pose_for(FPS)
+        fps = self.controls.output_fps()
+        pose = self.pose.pose_for(fps)
         if (audio is None or len(audio) == 0) and pose is None:
             self._warn("Nothing drives the animation",
                        "Load or record audio, or record a pose take / open a driving video.")
             return None
-        gs = self.controls.generation_settings(FPS)
+        gs = self.controls.generation_settings(fps)
         values = self.controls.values()
         values["trim"] = list(self.audio.trim())
         values["audio_file"] = self.audio.path
@@ -344,11 +345,11 @@ class MainWindow(QMainWindow):
         except OSError as e:
             self._warn("Cannot write the session folder", f"{self.settings.sessions_dir}: {e}")
             return False
-        rec = RunRecord(job.run_dir, dict(job.ui_settings), job.settings.seed, FPS, job.audio)
+        rec = RunRecord(job.run_dir, dict(job.ui_settings), job.settings.seed, job.settings.fps, job.audio)
         self.current = rec
-        self.preview.clear(FPS, job.audio)
+        self.preview.clear(job.settings.fps, job.audio)
         self._showing_take = False
-        self._update_live(LiveInputs(job.image, job.audio, job.pose, FPS, job.settings.seed or 0))
+        self._update_live(LiveInputs(job.image, job.audio, job.pose, job.settings.fps, job.settings.seed or 0))
         self.step_bar.setRange(0, job.settings.steps)
         self.step_bar.setValue(0)
         self.segment_bar.setRange(0, 1)
@@ -441,9 +442,10 @@ class MainWindow(QMainWindow):
         if self.reference.image is None:
             return None
         audio = self.audio.trimmed()
-        pose = self.pose.pose_for(FPS)
+        fps = self.controls.output_fps()
+        pose = self.pose.pose_for(fps)
         image, pose = crop_to_aspect(self.reference.image, pose, ASPECTS.get(self.controls.aspect.currentText()))
-        return LiveInputs(image, audio if audio is not None and len(audio) else None, pose, FPS,
+        return LiveInputs(image, audio if audio is not None and len(audio) else None, pose, fps,
                           int(self.controls.seed.value()))
 
     def _update_live(self, inputs: LiveInputs | None = None) -> None:
@@ -554,7 +556,7 @@ class MainWindow(QMainWindow):
         """Load a take of the history into the preview (read on the task pool)."""
         if not 0 <= row < len(self.history):
             return
-        from app.jobs import load_run_frames
+        from models.engines.writer import load_run_frames
 
         rec = self.history[row]
 

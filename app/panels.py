@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from app.widgets import ImageView, WaveformView
 from app.worker import TaskRunner, user_message
-from models.media import SAMPLE_RATE
+from models.media import DEFAULT_FPS, SAMPLE_RATE
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
 MEDIA_FILTER = "Audio or video (*.wav *.mp3 *.flac *.ogg *.m4a *.aac *.mp4 *.mov *.mkv *.webm *.avi);;All files (*)"
@@ -33,7 +33,7 @@ def draw_reference_overlay(image: np.ndarray, info) -> np.ndarray:
     """The reference with the detected person's box and skeleton (what the model will animate)."""
     import cv2
 
-    from models.conditions.keypoints import draw_skeleton
+    from models.keypoints import draw_skeleton
 
     h, w = image.shape[:2]
     s = min(1.0, 512 / max(h, w))
@@ -306,7 +306,7 @@ class PosePanel(QGroupBox):
         self.capture = None
         self.take_kp: np.ndarray | None = None  # (T, K, 3) in the driver frame
         self.take_frames: list[np.ndarray] = []
-        self.take_fps = 25.0
+        self.take_fps = DEFAULT_FPS
         self.take_aspect = 1.0
         self.retargeted: np.ndarray | None = None  # (T, K, 3) in the reference frame
         self.live_aspect = 4 / 3  # width / height of the camera's frames, from the first one
@@ -405,12 +405,12 @@ class PosePanel(QGroupBox):
         self.poseChanged.emit()
 
     def refresh_cameras(self) -> None:
-        from app.capture import list_cameras
+        from models.sources import list_cameras
 
         self.camera_box.clear()
         cams = list_cameras()
-        for idx, name in cams:
-            self.camera_box.addItem(name, idx)
+        for cam in cams:
+            self.camera_box.addItem(f"{cam.name} ({cam.device})" if cam.device else cam.name, cam.index)
         if not cams and self.source_factory is None:
             self.msg.setText("No camera found. Connect a webcam and press Refresh, or use a video file.")
         else:
@@ -597,7 +597,7 @@ class PosePanel(QGroupBox):
         self.poseChanged.emit()
 
     def _show_review(self, i: int) -> None:
-        from models.conditions.keypoints import draw_skeleton
+        from models.keypoints import draw_skeleton
 
         if self.take_kp is None or not len(self.take_kp):
             return
@@ -612,7 +612,7 @@ class PosePanel(QGroupBox):
         """The retargeted pose resampled to the output fps, or None when no pose drives the body."""
         if self.mode == self.NONE or self.take_kp is None:
             return None
-        from models.conditions.keypoints import resample_keypoints
+        from models.keypoints import resample_keypoints
 
         kp = self.retargeted if self.retargeted is not None else self.take_kp
         n = max(1, int(round(len(kp) * fps / self.take_fps)))

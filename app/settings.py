@@ -18,11 +18,7 @@ DEFAULTS: dict[str, object] = {
     "dtype": "float32",
     "cpu_threads": 0,  # 0: all cores but one, which stays free for the UI and the camera
     "text": "",
-    "cfg_audio": 4.5,
-    "cfg_text": 3.0,
-    "anneal": "cosine",
-    "anneal_strength": 0.6,
-    "steps": 20,
+    # steps, cfg_audio, cfg_text, anneal, anneal_strength: the selected model's (its config's sampling)
     "seed": 42,
     "random_seed": False,
     "area": 128 * 128,
@@ -41,10 +37,9 @@ DEFAULTS: dict[str, object] = {
 }
 
 PRESETS: dict[str, dict[str, object]] = {
-    "fast preview": {"steps": 8, "area": 96 * 96, "segment_frames": 0, "max_seconds": 2.0,
-                     "anneal": "cosine", "anneal_strength": 0.6},
-    "quality": {"steps": 30, "area": 128 * 128, "segment_frames": 0, "max_seconds": 0.0,
-                "anneal": "cosine", "anneal_strength": 0.6},
+    # Guidance and annealing stay the model's own (its config's sampling).
+    "fast preview": {"steps": 8, "area": 96 * 96, "segment_frames": 0, "max_seconds": 2.0},
+    "quality": {"steps": 30, "area": 128 * 128, "segment_frames": 0, "max_seconds": 0.0},
 }
 
 AREAS: dict[str, int] = {

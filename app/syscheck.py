@@ -95,7 +95,7 @@ def _camera_row() -> CheckRow:
 
 
 def _model_rows(extra_dirs: list[str]) -> list[CheckRow]:
-    from app.jobs import model_choices
+    from models.engines.registry import model_choices
 
     trained = [c for c in model_choices(extra_dirs) if c.trained]
     if trained:

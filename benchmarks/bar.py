@@ -85,8 +85,9 @@ def long_take(model, clip, seconds: float, steps: int | None) -> dict:
 def human_take(model, audio_path: str, image_path: str, out_dir: Path, steps: int | None, seconds: float) -> dict:
     import cv2
 
+    from models.engines import GenerationInputs, GenerationSettings
     from models.media import read_audio, read_image, write_video
-    from models.pipeline import GenerationInputs, GenerationSettings, generate
+    from models.pipeline import generate
     from models.training.evaluate import (
         _fit,
         audio_envelope,

@@ -10,9 +10,10 @@ pytest.importorskip("pytestqt")
 pytest.importorskip("mediapipe")
 
 from app.audio_io import AudioStatus  # noqa: E402
-from app.live import LiveInputs, LivePreview, live_size  # noqa: E402
+from app.live import LiveInputs, LivePreview  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
+from models.instant.live import live_size  # noqa: E402
 from models.media import SAMPLE_RATE, num_video_frames, read_audio, read_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,8 +164,8 @@ def test_main_window_shows_live_frames_until_the_first_segment(qtbot, tmp_path, 
 
 
 def test_the_microphone_drives_the_lips_frame_by_frame(qtbot, example):
-    from app.audio_io import resample
     from models.instant.engine import InstantEngine
+    from models.media import resample_audio
 
     img, audio = example
     h, w = live_size(*img.shape[:2])
@@ -182,7 +183,7 @@ def test_the_microphone_drives_the_lips_frame_by_frame(qtbot, example):
     live.set_mic(48000.0)
     live.start()
     try:
-        mic = resample(audio[: 3 * 16000], 16000, target=48000)
+        mic = resample_audio(audio[: 3 * SAMPLE_RATE], SAMPLE_RATE, target=48000)
         moved = []
         for k in range(0, len(mic), 4800):  # 0.1 s blocks, as a sound card delivers them
             seen = frames.count()

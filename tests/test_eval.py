@@ -49,7 +49,7 @@ def test_colour_shift_raises_drift(video):
 def test_mouth_openness_follows_a_drawn_mouth():
     import cv2
 
-    from models.conditions import keypoints as kpl
+    from models import keypoints as kpl
 
     t, h, w = 6, 64, 64
     frames = np.full((t, h, w, 3), 200, np.uint8)
@@ -66,7 +66,7 @@ def test_mouth_openness_follows_a_drawn_mouth():
 
 
 def test_keypoint_error_and_hand_metrics():
-    from models.conditions import keypoints as kpl
+    from models import keypoints as kpl
 
     a = kpl.empty_keypoints(3)
     a[:, : kpl.NUM_BODY] = (0.5, 0.5, 1.0)

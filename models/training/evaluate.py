@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.conditions import keypoints as kpl
+from models import keypoints as kpl
 
 # -- metrics on arrays ------------------------------------------------------------------------
 
@@ -174,7 +174,7 @@ def mouth_openness(frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return out
 
 
-def audio_envelope(audio: np.ndarray, num_frames: int, fps: float, sample_rate: int = 16000) -> np.ndarray:
+def audio_envelope(audio: np.ndarray, num_frames: int, fps: float, sample_rate: int) -> np.ndarray:
     """Log RMS per video frame."""
     spf = sample_rate / fps
     env = np.zeros(num_frames)
@@ -322,13 +322,13 @@ def score_clip(frames: np.ndarray, clip, scores: ModeScores, extract=None, with_
     opened = mouth_openness(frames, boxes)
     if clip.mouth is not None:
         scores.mouth_corr.append(_corr(opened, clip.mouth[:n, 0]))
-    env = audio_envelope(clip.audio, n, clip.fps)
+    env = audio_envelope(clip.audio, n, clip.fps, clip.sample_rate)
     conf, off = sync_score(opened, env)
     scores.sync.append(conf)
     scores.offset.append(off)
-    spf = 16000 / clip.fps
+    spf = clip.sample_rate / clip.fps
     scores.sync_shifted.append(_nanmean([
-        sync_score(opened, audio_envelope(np.roll(clip.audio, int(round(k * spf))), n, clip.fps))[0]
+        sync_score(opened, audio_envelope(np.roll(clip.audio, int(round(k * spf))), n, clip.fps, clip.sample_rate))[0]
         for k in BASELINE_SHIFTS]))
     if clip.mouth is not None:
         scores.mouth_corr_shifted.append(_nanmean([_corr(opened, np.roll(clip.mouth[:, 0], k)[:n])
@@ -348,25 +348,23 @@ def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None
                   modes: tuple[str, ...] = ("audio", "pose", "combined")) -> dict:
     """Evaluate ``model`` on held-out clips of ``data_dir``; returns {mode: summary} + drift.
 
-    ``model``: an ``OmniHuman``, or the string ``"instant"`` for the instant engine (the same inputs,
-    the same metrics: the two engines side by side against the ground-truth ceiling).
+    ``model``: an engine (``models.engines``), an engine key (``"model"`` needs a model, so in practice
+    ``"instant"``), or an ``OmniHuman`` (wrapped in the diffusion engine): the same inputs and the same
+    metrics for both engines, side by side against the ground-truth ceiling.
     ``cfg_audio`` / ``anneal_strength``: the audio guidance to sample with (None: the model's).
     ``modes``: the driving modes to generate (the ground truth and the VAE round trip are always scored).
     """
     from models.data.format import ClipStore
+    from models.engines import Callbacks, EngineJob, GenerationInputs, GenerationSettings, as_engine
     from models.errors import UserError
-    from models.pipeline import GenerationInputs, GenerationSettings, generate
 
-    if isinstance(model, str):
-        if model != "instant":
-            raise ValueError(f"unknown engine {model!r}")
-        from models.instant.engine import generate_instant
+    engine = as_engine(model)
+    diffusion = getattr(engine, "model", None) is not None  # a VAE to round-trip through
 
-        def gen(inputs, settings, callbacks=None, keep_frames=True):
-            return generate_instant(inputs, settings, callbacks, keep_frames)
-    else:
-        def gen(inputs, settings, callbacks=None, keep_frames=True):
-            return generate(model, inputs, settings, callbacks, keep_frames)
+    def gen(inputs, settings, callbacks=None, keep_frames=True):
+        job = EngineJob(inputs.image, inputs.audio, inputs.pose, inputs.text, settings)
+        engine.prepare(job)
+        return engine.generate(job, callbacks, keep_frames=keep_frames)
 
     store = ClipStore(data_dir)
     extractor = None
@@ -381,7 +379,7 @@ def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None
     if unknown:
         raise ValueError(f"unknown modes {sorted(unknown)}")
     gen_modes = tuple(modes)
-    modes = ("ground_truth",) + (("vae_round_trip",) if not isinstance(model, str) else ()) + gen_modes
+    modes = ("ground_truth",) + (("vae_round_trip",) if diffusion else ()) + gen_modes
     results: dict[str, ModeScores] = {m: ModeScores() for m in modes}
     n_clips = min(clips, len(store))
     for ci in range(n_clips):
@@ -389,12 +387,12 @@ def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None
         n = min(clip.num_frames, int(seconds * clip.fps))
         clip_frames = clip.frames[:n]
         ref = clip.frames[0]
-        audio = clip.audio[: int(n / clip.fps * 16000)]
+        audio = clip.audio[: int(n / clip.fps * clip.sample_rate)]
         # every row scores the mouth in boxes tracked on its own frames: one measure for the ceiling
         # and the generated modes alike
         score_clip(clip_frames, clip, results["ground_truth"], extractor, track=True)
         if "vae_round_trip" in results:  # the ceiling the VAE leaves the transformer
-            score_clip(vae_round_trip(model, clip_frames), clip, results["vae_round_trip"], track=True)
+            score_clip(vae_round_trip(engine.model, clip_frames), clip, results["vae_round_trip"], track=True)
         for mode in gen_modes:
             try:
                 res = gen(GenerationInputs(ref, audio if mode != "pose" else None,
@@ -414,10 +412,9 @@ def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None
     if drift_seconds > 0 and n_clips:
         clip = store.clip(0)
         ref = clip.frames[0]
-        reps = int(math.ceil(drift_seconds * 16000 / len(clip.audio)))
-        long_audio = np.tile(clip.audio, reps)[: int(drift_seconds * 16000)]
+        reps = int(math.ceil(drift_seconds * clip.sample_rate / len(clip.audio)))
+        long_audio = np.tile(clip.audio, reps)[: int(drift_seconds * clip.sample_rate)]
         segs: list[np.ndarray] = []
-        from models.pipeline import Callbacks
 
         try:
             res = gen(GenerationInputs(ref, long_audio, None, clip.caption),
@@ -452,21 +449,18 @@ def identity_take(model, clip, seconds: float = 10.0, steps: int | None = None, 
     reference; ``face_match_min`` its worst frame); beside them what the VAE round trip of the
     reference alone scores (the ceiling).
     The clip's audio is repeated to ``seconds``; without ``caption`` no text is given (the app's
-    default), so the identity must come from the reference. ``model``: an ``OmniHuman`` or ``"instant"``."""
-    from models.pipeline import GenerationInputs, GenerationSettings, generate
+    default), so the identity must come from the reference. ``model``: as for ``run_benchmark``."""
+    from models.engines import EngineJob, GenerationSettings, as_engine
 
+    engine = as_engine(model)
     ref = clip.frames[0]
-    n = int(round(seconds * 16000))
+    n = int(round(seconds * clip.sample_rate))
     audio = np.tile(clip.audio, int(math.ceil(n / len(clip.audio))))[:n]
-    inputs = GenerationInputs(ref, audio, None, clip.caption if caption else "")
     settings = GenerationSettings(steps=steps, seed=seed, mode="audio", area=ref.shape[0] * ref.shape[1],
                                   cfg_audio=cfg_audio)
-    if isinstance(model, str):
-        from models.instant.engine import generate_instant
-
-        res = generate_instant(inputs, settings)
-    else:
-        res = generate(model, inputs, settings)
+    job = EngineJob(ref, audio, None, clip.caption if caption else "", settings)
+    engine.prepare(job)
+    res = engine.generate(job, keep_frames=True)
     frames = _fit(res.frames, ref.shape[:2])
     ref_detail = max(detail(ref), 1e-6)
     fps = res.fps
@@ -485,8 +479,8 @@ def identity_take(model, clip, seconds: float = 10.0, steps: int | None = None, 
     else:
         out_min = float("nan")
     out = {"seconds": len(frames) / fps, "per_second": per_second, "frames": frames, "face_match_min": out_min}
-    if not isinstance(model, str):
-        rt = vae_round_trip(model, ref[None])[0]
+    if getattr(engine, "model", None) is not None:
+        rt = vae_round_trip(engine.model, ref[None])[0]
         out["vae_ssim"], out["vae_detail"] = ssim(rt, ref), detail(rt) / ref_detail
     return out
 
