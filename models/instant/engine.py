@@ -9,7 +9,8 @@ Two entry points, the same shapes as the model engine (``models.pipeline``):
   for the app's live preview (sliders, webcam puppet); everything heavy happens in the constructor.
 
 Per frame: mouth parameters (from the audio by the regressor, or from sliders), blinks and head
-sway -> the face rig's mesh warp of the reference; with a pose, the body rig's MLS remap of that.
+sway -> the face rig's mesh warp of the reference; with a pose, the body puppet
+(``models.instant.puppet``: matte, background plate, skinned part meshes) cut from that frame.
 """
 
 from __future__ import annotations
@@ -120,9 +121,9 @@ class InstantEngine:
     @property
     def body(self):
         if self._body is None:
-            from models.instant.body import BodyRig
+            from models.instant.puppet import Puppet
 
-            self._body = BodyRig(self.image.shape, self.reference_keypoints)
+            self._body = Puppet(self.image, self.reference_keypoints)
         return self._body
 
     def audio_track(self, audio: np.ndarray | None, num_frames: int, fps: float = DEFAULT_FPS, seed: int = 0,
@@ -299,6 +300,8 @@ def run_instant_cli(args, image: np.ndarray, audio: np.ndarray | None, pose: np.
             writer = media.VideoWriter(out, engine.width, engine.height, fps, track)
         writer.write(frames)
 
+    if pose is not None and getattr(args, "mode", "auto") != "audio":
+        log(f"instant engine: {engine.body.message}")
     inputs = GenerationInputs(image=image, audio=audio, pose=pose, text=getattr(args, "text", ""))
     try:
         result = generate_instant(inputs, settings, Callbacks(on_segment=on_segment), keep_frames=False,

@@ -2,13 +2,13 @@
 
 When a limb of the puppet moves, the pixels it leaves show the plate, so they look like the wall
 behind the person, not like a smear of the limb. The hole is the matte dilated by a few pixels
-(the matte's edge carries a fringe of the person's colours). It is filled in two passes at reduced
-resolution, since a hole this size holds no detail to keep and inpainting costs grow with it:
-
-1. push-pull (a masked image pyramid): every hole pixel gets the smooth average of the nearest
-   known colours at the coarsest scale that has any, which fills a large region without streaks;
-2. Telea's fast-marching inpainting over the hole's outer band, so the known texture continues
-   across the hole's edge instead of stopping at it.
+(the matte's edge carries a fringe of the person's colours). It is filled by Telea's fast-marching
+inpainting at reduced resolution (a long side of ``WORK_SIDE``): a hole this size holds no detail to
+keep, the fill's cost grows with the hole, and at that scale the fill carries the background's
+large structures (a railing, a wall's edge, a wheel) across the hole instead of streaking the
+colours of its rim, which is what it does at full resolution; a masked pyramid average
+(``push_pull``, used for the torso behind an arm) is smoother but fills a whole person with one
+grey.
 
 The result is upsampled and pasted into the hole only; outside it the plate *is* the reference,
 pixel for pixel, which keeps the background away from the person unchanged. Everything is a pure
@@ -20,7 +20,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-WORK_SIDE = 256  # long side of the picture the fill is computed at
+WORK_SIDE = 128  # long side of the picture the fill is computed at
 
 
 def hole_mask(mask: np.ndarray, grow: float = 0.012) -> np.ndarray:
@@ -65,24 +65,16 @@ def background_plate(image: np.ndarray, mask: np.ndarray, grow: float = 0.012) -
     s = min(1.0, WORK_SIDE / max(h, w))
     sw, sh = max(8, int(round(w * s))), max(8, int(round(h * s)))
     small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
-    small_hole = cv2.resize(hole.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0
-    small_hole = cv2.dilate(small_hole.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    filled = push_pull(small.astype(np.float32), ~small_hole)
-    filled = np.where(small_hole[..., None], filled, small.astype(np.float32))
-    filled = np.clip(filled, 0, 255).astype(np.uint8)
-    # Telea over the hole's band near its edge: texture carried across the boundary.
-    band_r = max(3, int(round(0.03 * max(sw, sh))))
-    inner = cv2.erode(small_hole.astype(np.uint8), np.ones((2 * band_r + 1,) * 2, np.uint8)) > 0
-    band = small_hole & ~inner
-    seed = filled.copy()
-    seed[band] = 0
-    telea = cv2.inpaint(seed, band.astype(np.uint8), 3, cv2.INPAINT_TELEA)
-    filled[band] = telea[band]
+    small_hole = cv2.resize(hole.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_AREA) > 0
+    small_hole = cv2.dilate(small_hole.astype(np.uint8), np.ones((3, 3), np.uint8))
+    filled = cv2.inpaint(small, small_hole, 5, cv2.INPAINT_TELEA)
     filled = cv2.GaussianBlur(filled, (3, 3), 0.8)
-    big = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
-    plate = image.copy()
-    plate[hole] = big[hole]
-    return plate
+    big = cv2.resize(filled, (w, h), interpolation=cv2.INTER_CUBIC)
+    # Ramp from the picture to the fill over the hole's first pixels: the hole's rim is background
+    # (the matte was dilated), so the seam disappears.
+    ramp = np.clip(cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, 3) / 4.0, 0, 1)[..., None]
+    plate = image.astype(np.float32) * (1 - ramp) + big.astype(np.float32) * ramp
+    return np.clip(plate + 0.5, 0, 255).astype(np.uint8)
 
 
 def fill_from(image: np.ndarray, hole: np.ndarray, known: np.ndarray) -> np.ndarray:

@@ -137,6 +137,9 @@ class Layer:
     fill: np.ndarray | None = None  # (h, w, 3) uint8 colours behind limbs (torso), inside ``box``
     fill_mask: np.ndarray | None = None  # (h, w) bool where ``fill`` replaces the texture
 
+    def __post_init__(self) -> None:
+        self.inv_alpha = np.ascontiguousarray(1.0 - self.alpha)
+
 
 @dataclass
 class PosedSkeleton:
@@ -173,12 +176,12 @@ class Puppet:
         self.ref_points = pts
         if not pts["neck"][1]:
             self.message = ("too little of the body is visible in the reference for pose driving (no shoulders "
-                            "found); only the face moves")
+                            "found), so only the face can move")
             return
         try:
             self.matte = matte if matte is not None else person_matte(img, self.ref_kp)
         except NoPersonError as e:
-            self.message = f"{e}; only the face moves"
+            self.message = str(e)
             return
         from models.instant.plate import background_plate, fill_from
 
@@ -208,7 +211,13 @@ class Puppet:
         label = self._label_pixels(pts)
         alpha = self.matte.alpha
         # Torso colours behind the limbs that cover it in the reference.
+        # The polygon joins the shoulder and hip landmarks, which lie inside the silhouette: widen
+        # it by a limb's half-width to reach the torso's sides.
         torso_poly = self._torso_polygon(pts)
+        centre = torso_poly.mean(0)
+        side = torso_poly - centre
+        side = side / np.maximum(np.linalg.norm(side, axis=1, keepdims=True), 1e-9)
+        torso_poly = torso_poly + 0.15 * self.scale * side
         in_torso = np.zeros((h, w), np.uint8)
         cv2.fillConvexPoly(in_torso, np.round(torso_poly).astype(np.int32), 1)
         limb = self.matte.mask & (label > 0)
@@ -226,16 +235,20 @@ class Puppet:
                 region = region | behind
             if not region.any():
                 continue
-            a = np.where(region, alpha, 0).astype(np.float32)
+            # The part's edges inside the matte are cuts through the figure, not outlines: feather
+            # them outward by a pixel or two (under the next part at rest, soft once it moves away).
+            soft = np.maximum(region, cv2.GaussianBlur(region.astype(np.float32), (0, 0), 1.2) * 1.6)
+            a = (np.minimum(soft, 1.0) * alpha).astype(np.float32)
             if fm is not None:
-                a = np.where(fm, 1.0, a).astype(np.float32)
+                a = np.where(fm, np.maximum(a, np.minimum(soft, 1.0)), a).astype(np.float32)
             self.layers.append(self._layer(i, region, a, fm, fill_img))
         self.layers.sort(key=lambda L: L.depth)
         self.usable = len(self.layers) > 0 and present.sum() >= 2
         moving = [p.name.replace("_", " ") for i, p in enumerate(PARTS) if present[i] and i > 0]
         rest = [n.replace("_", " ") for n in self.at_rest]
         if not self.usable:
-            self.message = ("no limb of the body is visible in the reference for pose driving; only the face moves")
+            self.message = ("no limb of the body is visible in the reference for pose driving, so only the face "
+                            "can move")
         else:
             self.message = "body puppet: " + ", ".join(moving) + " follow the pose"
             if rest:
@@ -434,37 +447,40 @@ class Puppet:
         the face engine's frame), posed, over the background plate."""
         return self.render_layers(texture, target_kp)[0]
 
-    def render_layers(self, texture: np.ndarray, target_kp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(frame, coverage)``: the frame and the puppet's alpha ``(H, W)`` float32 in it."""
+    def render_layers(self, texture: np.ndarray, target_kp: np.ndarray,
+                      coverage: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(frame, cover)``: the frame, and with ``coverage`` the puppet's alpha ``(H, W)`` float32
+        in it (how much of each output pixel is the person)."""
         if not self.usable:
-            return texture, np.zeros(texture.shape[:2], np.float32)
+            return texture, (np.zeros(texture.shape[:2], np.float32) if coverage else None)
         pose = self.solve(target_kp)
-        out = self.plate.astype(np.float32)
-        cover = np.zeros((self.h, self.w), np.float32)
+        out = self.plate.copy()
+        cover = np.zeros((self.h, self.w), np.float32) if coverage else None
         for L in self.layers:
             x0, y0, x1, y1 = L.box
-            tex = texture
+            tex = texture[y0:y1, x0:x1]
             if L.fill is not None:
-                tex = texture.copy()
-                tex[y0:y1, x0:x1][L.fill_mask] = L.fill[L.fill_mask]
+                tex = tex.copy()
+                tex[L.fill_mask] = L.fill[L.fill_mask]
             if not pose.moved[L.bones].any():
-                src = tex[y0:y1, x0:x1].astype(np.float32)
-                a = L.alpha
-                box = (x0, y0, x1, y1)
+                src, a, inv, box = tex, L.alpha, L.inv_alpha, L.box
             else:
-                got = self._warp(L, pose, tex)
+                got = self._warp(L, pose, np.ascontiguousarray(tex))
                 if got is None:
                     continue
                 src, a, box = got
+                inv = 1.0 - a
             bx0, by0, bx1, by1 = box
-            dst = out[by0:by1, bx0:bx1]
-            dst += (src - dst) * a[..., None]
-            c = cover[by0:by1, bx0:bx1]
-            c += (1.0 - c) * a
-        return np.clip(out + 0.5, 0, 255).astype(np.uint8), cover
+            # uint8 blend with float weights, vectorised by OpenCV: out = a * src + (1 - a) * out.
+            out[by0:by1, bx0:bx1] = cv2.blendLinear(np.ascontiguousarray(src), out[by0:by1, bx0:bx1], a, inv)
+            if cover is not None:
+                c = cover[by0:by1, bx0:bx1]
+                c += (1.0 - c) * a
+        return out, cover
 
     def _warp(self, L: Layer, pose: PosedSkeleton, tex: np.ndarray):
-        """A moved layer: its pixels ``(h, w, 3)`` float32, alpha ``(h, w)`` and box in the output."""
+        """A moved layer: its pixels ``(h, w, 3)`` uint8, alpha ``(h, w)`` float32 and box in the
+        output. ``tex`` is the texture inside the layer's rest box."""
         m = pose.transforms[L.bones]  # (k, 2, 3)
         vh = np.concatenate([L.verts, np.ones((len(L.verts), 1))], 1)  # (V, 3)
         per_bone = np.einsum("kij,vj->vki", m, vh)  # (V, k, 2)
@@ -475,10 +491,11 @@ class Puppet:
         x1, y1 = min(self.w, hi[0]), min(self.h, hi[1])
         if x1 <= x0 or y1 <= y0:
             return None
-        # Affine map output -> reference per triangle: [src] = A [dst; 1].
+        # Affine map output -> reference per triangle: [src] = A [dst; 1], from its three corners.
+        bx0, by0 = L.box[0], L.box[1]
         td = dst[L.tris]  # (T, 3, 2)
-        ts = L.verts[L.tris]
-        dh = np.concatenate([td, np.ones((len(td), 3, 1))], 2)  # (T, 3, 3)
+        ts = L.verts[L.tris] - (bx0, by0)  # source in the layer's box, where its texture and alpha are
+        dh = np.concatenate([td - (x0, y0), np.ones((len(td), 3, 1))], 2)  # (T, 3, 3)
         det = np.linalg.det(dh)
         good = np.abs(det) > 1e-6
         aff = np.zeros((len(td), 2, 3))
@@ -493,16 +510,12 @@ class Puppet:
             return None
         ys, xs = np.nonzero(sel)
         a6 = aff.reshape(-1, 6)[ids[sel].astype(np.intp) - 1]
-        gx, gy = xs + x0, ys + y0
         mapx = np.full(ids.shape, -1e4, np.float32)
         mapy = np.full(ids.shape, -1e4, np.float32)
-        bx0, by0 = L.box[0], L.box[1]
-        # Source positions relative to the layer's own box, where its alpha and fill are stored.
-        mapx[sel] = a6[:, 0] * gx + a6[:, 1] * gy + a6[:, 2]
-        mapy[sel] = a6[:, 3] * gx + a6[:, 4] * gy + a6[:, 5]
-        src = cv2.remap(tex, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-        a = cv2.remap(L.alpha, mapx - bx0, mapy - by0, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                      borderValue=0)
+        mapx[sel] = a6[:, 0] * xs + a6[:, 1] * ys + a6[:, 2]
+        mapy[sel] = a6[:, 3] * xs + a6[:, 4] * ys + a6[:, 5]
+        src = cv2.remap(tex, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        a = cv2.remap(L.alpha, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         return src, a, (x0, y0, x1, y1)
 
 
