@@ -4,8 +4,9 @@ The segmentation comes from MediaPipe pose with ``enable_segmentation`` (model c
 bundled in the wheel; static image mode, so the same picture always gives the same matte). Its mask
 is computed at low resolution and upsampled, so its edge is soft and a few pixels off the true
 outline; a guided filter (He, Sun and Tang, 2010) with the picture itself as the guide snaps it to
-the image's edges. Selfie segmentation (also in the wheel) is the fallback when pose finds nobody,
-e.g. a tight head-and-shoulders crop.
+the image's edges. Selfie segmentation (also in the wheel) is not used: it claims a person in
+pictures that have none (a coffee cup), and a picture where pose finds nobody has no skeleton to
+drive anyway.
 
 Only the connected pieces of the mask that the skeleton touches are kept: segmentation sometimes
 claims a poster or a reflection, and a piece of the "person" that no bone carries would stay behind
@@ -31,7 +32,7 @@ class NoPersonError(ValueError):
 class Matte:
     alpha: np.ndarray  # (H, W) float32 in [0, 1], edges refined
     mask: np.ndarray  # (H, W) bool, alpha >= THRESHOLD
-    source: str  # which model gave it: "pose" or "selfie"
+    source: str  # which model gave it ("pose"), or "given"
 
     @property
     def area(self) -> float:
@@ -64,10 +65,6 @@ def _segment(image: np.ndarray) -> tuple[np.ndarray | None, str]:
         res = pose.process(image)
     if res.pose_landmarks is not None and res.segmentation_mask is not None:
         return np.asarray(res.segmentation_mask, np.float32), "pose"
-    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as selfie:
-        res = selfie.process(image)
-    if res.segmentation_mask is not None:
-        return np.asarray(res.segmentation_mask, np.float32), "selfie"
     return None, ""
 
 
@@ -135,4 +132,21 @@ def matte_from_soft(image: np.ndarray, soft: np.ndarray, keypoints: np.ndarray |
     if float(mask.mean()) < MIN_AREA:
         raise NoPersonError("the person's outline could not be separated from the background (the matte is "
                             "empty), so there is no body to move; try a picture where the person stands out")
+    if keypoints is not None and skeleton_coverage(mask, keypoints) < 0.5:
+        raise NoPersonError("no person was found in the reference picture where its pose puts one (the outline "
+                            "found does not cover the body's joints), so there is no body to move")
     return Matte(alpha, mask, source)
+
+
+def skeleton_coverage(mask: np.ndarray, keypoints: np.ndarray) -> float:
+    """Fraction of the confident head, shoulder and hip points inside the frame that fall on (or
+    within a few pixels of) the mask; 1.0 when there are none to check."""
+    h, w = mask.shape
+    idx = [0, 11, 12, 23, 24]  # nose, shoulders, hips in the keypoint layout
+    kp = np.asarray(keypoints)[idx]
+    ok = (kp[:, 2] >= 0.5) & (kp[:, 0] >= 0) & (kp[:, 0] < 1) & (kp[:, 1] >= 0) & (kp[:, 1] < 1)
+    if not ok.any():
+        return 1.0
+    r = max(2, int(0.01 * max(h, w)))
+    near = cv2.dilate(mask.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8))
+    return float(np.mean([near[int(y * h), int(x * w)] > 0 for x, y in kp[ok, :2]]))
