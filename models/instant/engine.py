@@ -124,6 +124,8 @@ class InstantEngine:
             from models.instant.puppet import Puppet
 
             self._body = Puppet(self.image, self.reference_keypoints)
+            # The puppet may have found the body that the holistic graph missed: retarget onto it.
+            self._reference_kp = self._body.ref_kp
         return self._body
 
     def audio_track(self, audio: np.ndarray | None, num_frames: int, fps: float = DEFAULT_FPS, seed: int = 0,

@@ -33,6 +33,7 @@ class Matte:
     alpha: np.ndarray  # (H, W) float32 in [0, 1], edges refined
     mask: np.ndarray  # (H, W) bool, alpha >= THRESHOLD
     source: str  # which model gave it ("pose"), or "given"
+    landmarks: np.ndarray | None = None  # (33, 3) the body landmarks the segmenting pose model found
 
     @property
     def area(self) -> float:
@@ -56,16 +57,18 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     return box(a) * guide + box(b)
 
 
-def _segment(image: np.ndarray) -> tuple[np.ndarray | None, str]:
-    """Raw soft segmentation ``(H, W)`` float32 of an RGB uint8 picture, or None."""
+def _segment(image: np.ndarray, min_confidence: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Raw soft segmentation ``(H, W)`` float32 of an RGB uint8 picture and the 33 body landmarks
+    ``(33, 3)`` found with it, or ``(None, None)``."""
     import mediapipe as mp
 
     with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True,
-                                min_detection_confidence=0.5) as pose:
+                                min_detection_confidence=min_confidence) as pose:
         res = pose.process(image)
-    if res.pose_landmarks is not None and res.segmentation_mask is not None:
-        return np.asarray(res.segmentation_mask, np.float32), "pose"
-    return None, ""
+    if res.pose_landmarks is None or res.segmentation_mask is None:
+        return None, None
+    lms = np.array([(lm.x, lm.y, lm.visibility) for lm in res.pose_landmarks.landmark], np.float32)
+    return np.asarray(res.segmentation_mask, np.float32), lms
 
 
 def refine(image: np.ndarray, soft: np.ndarray, keypoints: np.ndarray | None = None) -> np.ndarray:
@@ -105,17 +108,20 @@ def refine(image: np.ndarray, soft: np.ndarray, keypoints: np.ndarray | None = N
     return np.clip(alpha, 0, 1).astype(np.float32)
 
 
-def person_matte(image: np.ndarray, keypoints: np.ndarray | None = None) -> Matte:
+def person_matte(image: np.ndarray, keypoints: np.ndarray | None = None, min_confidence: float = 0.5) -> Matte:
     """The refined matte of the person in an RGB uint8 picture ``(H, W, 3)``.
 
-    ``keypoints`` ``(K, 3)``: the picture's pose, used to keep only the person's pieces. Raises
+    ``keypoints`` ``(K, 3)``: the picture's pose, used to keep only the person's pieces and to check
+    that the matte covers them. ``min_confidence``: of the person detector. Raises
     ``NoPersonError`` with a message for the user when there is no person or the matte is empty.
     """
     img = np.ascontiguousarray(np.asarray(image)[..., :3])
-    soft, source = _segment(img)
+    soft, landmarks = _segment(img, min_confidence)
     if soft is None:
         raise NoPersonError("no person was found in the reference picture, so there is no body to move")
-    return matte_from_soft(img, soft, keypoints, source)
+    matte = matte_from_soft(img, soft, keypoints, "pose")
+    matte.landmarks = landmarks
+    return matte
 
 
 def matte_from_soft(image: np.ndarray, soft: np.ndarray, keypoints: np.ndarray | None = None,

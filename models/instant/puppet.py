@@ -173,6 +173,20 @@ class Puppet:
         self.matte = None
         self.plate = img
         pts = _points(self.ref_kp, self.size, VISIBLE, in_frame=True)
+        if not pts["neck"][1] and matte is None and self.ref_kp[:kpl.NUM_BODY, 2].max() > 0:
+            # A face but no shoulders (drawn characters, tight crops): the segmenting pose model,
+            # asked with a low detection threshold, may still find the body; its landmarks then rig
+            # it, provided its matte covers the face that was found.
+            try:
+                matte = person_matte(img, self.ref_kp, min_confidence=0.1)
+            except NoPersonError:
+                matte = None
+            if matte is not None and matte.landmarks is not None:
+                kp = self.ref_kp.copy()
+                kp[:kpl.NUM_BODY] = matte.landmarks
+                pts = _points(kp, self.size, VISIBLE, in_frame=True)
+                if pts["neck"][1]:
+                    self.ref_kp = kp
         self.ref_points = pts
         if not pts["neck"][1]:
             self.message = ("too little of the body is visible in the reference for pose driving (no shoulders "
