@@ -82,7 +82,6 @@ def test_live_preview_animates_the_inputs_in_time_then_stops(qtbot, example):
 
 
 def test_lip_slider_zero_keeps_the_mouth_at_rest_and_a_live_pose_moves_the_arms(qtbot, example):
-    from models.conditions.reference import analyze_reference
     from models.instant.engine import InstantEngine
 
     img, audio = example
@@ -100,8 +99,8 @@ def test_lip_slider_zero_keeps_the_mouth_at_rest_and_a_live_pose_moves_the_arms(
         lower = slice(int(0.55 * h), h)
         for arr, _, _ in frames.items[:3]:
             assert np.abs(arr[lower].astype(int) - rest[lower]).max() <= 2
-        # The webcam skeleton: the reference's own pose with both wrists raised.
-        kp = analyze_reference(img).keypoints.copy()
+        # The webcam skeleton: the reference's own pose (as the body puppet rigs it) with both wrists raised.
+        kp = InstantEngine(img, (h, w)).body.ref_kp.copy()
         for wrist, elbow in ((15, 13), (16, 14)):
             kp[wrist, 1] = kp[elbow, 1] - 0.15
         seen = frames.count()

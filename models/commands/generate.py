@@ -95,6 +95,8 @@ def run(args) -> int:
         e = engine.engine
         log(f"instant engine: reference {image.shape[1]}x{image.shape[0]} -> frames {e.width}x{e.height}; "
             f"{e.message} ({time.perf_counter() - t0:.1f} s to prepare)")
+        if pose is not None and args.mode != "audio":
+            log(f"instant engine: {e.body.message}")  # what the puppet moves, and what it leaves at rest
 
     track = audio
     if audio is not None and max_frames:

@@ -10,7 +10,8 @@ this engine beside the model engine is ``models.engines.instant``):
   for the app's live preview (sliders, webcam puppet); everything heavy happens in the constructor.
 
 Per frame: mouth parameters (from the audio by the regressor, or from sliders), blinks and head
-sway -> the face rig's mesh warp of the reference; with a pose, the body rig's MLS remap of that.
+sway -> the face rig's mesh warp of the reference; with a pose, the body puppet
+(``models.instant.puppet``: matte, background plate, skinned part meshes) cut from that frame.
 """
 
 from __future__ import annotations
@@ -145,9 +146,11 @@ class InstantEngine:
     @property
     def body(self):
         if self._body is None:
-            from models.instant.body import BodyRig
+            from models.instant.puppet import Puppet
 
-            self._body = BodyRig(self.image.shape, self.reference_keypoints)
+            self._body = Puppet(self.image, self.reference_keypoints)
+            # The puppet may have found the body that the holistic graph missed: retarget onto it.
+            self._reference_kp = self._body.ref_kp
         return self._body
 
     def audio_track(self, audio: np.ndarray | None, num_frames: int, fps: float | None = None, seed: int = 0,
