@@ -42,14 +42,13 @@ def test_the_loop_is_the_audio_and_the_clock_picks_the_frame(session, example):
 
 
 def test_a_live_skeleton_moves_the_body_and_none_gives_it_back(session, example):
-    from models.conditions.reference import analyze_reference
 
     img, _ = example
     session.set_mouth_scale(0.0)
     session.set_sway(0.0)
     try:
         rest, _ = session.frame(0.0)
-        kp = analyze_reference(img).keypoints.copy()
+        kp = session.engine.body.ref_kp.copy()  # the reference's pose as the body puppet rigs it
         for wrist, elbow in ((15, 13), (16, 14)):
             kp[wrist, 1] = kp[elbow, 1] - 0.15
         session.push_pose(kp, img.shape[1] / img.shape[0], mirror=False)

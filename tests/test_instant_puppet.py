@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from models.conditions import keypoints as kpl
+from models import keypoints as kpl
 from tests.test_instant_body import standing_person
 
 I = kpl.INDEX

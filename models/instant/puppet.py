@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.conditions import keypoints as kpl
+from models import keypoints as kpl
 
 VISIBLE = 0.5  # a reference point counts when at least this confident (MediaPipe visibility)
 DRIVER_CONFIDENT = 0.3  # a driving point below this leaves its bone at rest relative to its parent
