@@ -25,23 +25,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.jobs import (
-    ASPECTS,
+from app.jobs import ASPECTS
+from app.settings import AREAS, DEFAULT_PRESET, INSTANT_AREAS, MODEL_OWN, PRESETS, SEGMENT_FRAMES
+from app.widgets import SliderBox
+from models.engines import GenerationSettings
+from models.engines.registry import (
     DTYPES,
     ENGINES,
-    InstantEngineRunner,
+    INSTANT_ENGINE,
+    MODEL_ENGINE,
     ModelChoice,
-    ModelEngine,
     available_devices,
     model_choices,
 )
-from app.settings import AREAS, DEFAULT_PRESET, INSTANT_AREAS, PRESETS, SEGMENT_FRAMES
-from app.widgets import SliderBox
 from models.flow import ANNEAL_SCHEDULES
-from models.pipeline import GenerationSettings
+from models.media import DEFAULT_FPS
 
-ENGINE_WITH_MODEL = ModelEngine.name
-INSTANT_ENGINE = InstantEngineRunner.name
+ENGINE_WITH_MODEL = MODEL_ENGINE
 
 
 def instant_max_side() -> int:
@@ -77,7 +77,7 @@ def default_engine(choices: list[ModelChoice], framing: str | None = None) -> tu
     for c in choices:
         if c.trained and recommended_for(c.path, framing):
             return ENGINE_WITH_MODEL, c
-    return (INSTANT_ENGINE if INSTANT_ENGINE in ENGINES else ENGINE_WITH_MODEL), None
+    return (INSTANT_ENGINE if any(s.name == INSTANT_ENGINE for s in ENGINES.values()) else ENGINE_WITH_MODEL), None
 
 
 def _combo(min_chars: int = 10) -> QComboBox:
@@ -115,8 +115,8 @@ class ControlsPanel(QGroupBox):
         self.engine_auto = True  # the engine follows default_engine() until the user picks one
         self._framing: str | None = None
         self.engine = _combo(12)
-        for name in ENGINES:
-            self.engine.addItem(name)
+        for spec in ENGINES.values():
+            self.engine.addItem(spec.name)
         self.engine.setToolTip("Instant: warps the picture itself in real time on a CPU, sharp and talking (model, "
                                "steps and guidance do not apply). OmniHuman model: the diffusion model.")
         self.model = _combo(12)
@@ -173,7 +173,7 @@ class ControlsPanel(QGroupBox):
         # A model generates best in segments as long as the windows it was trained on.
         self.segment_frames.addItem("the model's (its training length)", 0)
         for n in SEGMENT_FRAMES:
-            self.segment_frames.addItem(f"{n} frames ({n / 25:.2f} s)", n)
+            self.segment_frames.addItem(f"{n} frames", n)
         self.max_seconds = QDoubleSpinBox()
         self.max_seconds.setRange(0, 600)
         self.max_seconds.setSpecialValueText("whole audio")
@@ -226,12 +226,13 @@ class ControlsPanel(QGroupBox):
         lay.addLayout(form)
 
         self.refresh_models()
+        self.apply_model_defaults()  # what the user has not chosen yet comes from the model
         self.load(settings)
         self.dice.clicked.connect(lambda: self.seed.setValue(random.randrange(2**31)))
         for name, b in self._preset_buttons.items():
-            b.clicked.connect(lambda _=False, n=name: self.apply(PRESETS[n]))  # apply() shows the active one
+            b.clicked.connect(lambda _=False, n=name: self.apply_preset(n))
         self.add_model_btn.clicked.connect(self._add_model_dir)
-        self.model.currentIndexChanged.connect(self._model_changed)
+        self.model.currentIndexChanged.connect(self._model_picked)
         self.engine.currentIndexChanged.connect(self._engine_changed)
         self.engine.activated.connect(self._engine_picked)  # the user's own choice (not programmatic)
         self._engine_changed()
@@ -297,6 +298,46 @@ class ControlsPanel(QGroupBox):
         self.form.setRowVisible(self._rows["preset_label"], on)
         self._model_changed()
 
+    def _model_picked(self, *_args) -> None:
+        self.apply_model_defaults()
+        self._model_changed()
+
+    def model_config(self):
+        """The selected model's ``ModelConfig`` (read from its folder), or None when it cannot be read."""
+        from models.errors import UserError
+
+        c = self.model_choice()
+        if c is None:
+            return None
+        try:
+            return c.config()
+        except (UserError, OSError, ValueError):
+            return None
+
+    def apply_model_defaults(self) -> None:
+        """The sampling knobs of the selected model's config: each model brings its own defaults."""
+        cfg = self.model_config()
+        if cfg is None:
+            return
+        sc = cfg.sampling
+        self.apply({"steps": sc.steps, "cfg_audio": sc.cfg_audio, "cfg_text": sc.cfg_text, "anneal": sc.anneal,
+                    "anneal_strength": sc.anneal_strength})
+        self._label_segments(float(cfg.cond.fps))
+
+    def output_fps(self) -> float:
+        """Frames per second of the output: the selected model's, or the instant engine's own."""
+        if not self.uses_model():
+            from models.instant.mouth import native_units
+
+            return native_units()[0]
+        cfg = self.model_config()
+        return float(cfg.cond.fps) if cfg is not None else DEFAULT_FPS
+
+    def _label_segments(self, fps: float) -> None:
+        for i in range(1, self.segment_frames.count()):
+            n = self.segment_frames.itemData(i)
+            self.segment_frames.setItemText(i, f"{n} frames ({n / fps:.2f} s)")
+
     def _model_changed(self, *_args) -> None:
         c: ModelChoice | None = self.model.currentData()
         area = model_area(c)
@@ -329,10 +370,28 @@ class ControlsPanel(QGroupBox):
 
     # -- presets -------------------------------------------------------------------------------------
 
+    def preset_values(self, name: str) -> dict:
+        """The values of preset ``name``; its MODEL_OWN ones are the selected model's own sampling (its
+        config's; left out when the model's config cannot be read)."""
+        p = dict(PRESETS[name])
+        own = [k for k, v in p.items() if v is MODEL_OWN]
+        if own:
+            cfg = self.model_config()
+            for k in own:
+                if cfg is None:
+                    p.pop(k)
+                else:
+                    p[k] = getattr(cfg.sampling, k)
+        return p
+
+    def apply_preset(self, name: str) -> None:
+        self.apply(self.preset_values(name))  # apply() shows the active one
+
     def active_preset(self) -> str:
         """The preset the current values match, or "" (custom)."""
         v = self.values()
-        for name, p in PRESETS.items():
+        for name in PRESETS:
+            p = self.preset_values(name)
             if all(v.get(k) == val or (isinstance(val, float) and abs(float(v.get(k, 0)) - val) < 1e-6)
                    for k, val in p.items()):
                 return name
@@ -370,17 +429,34 @@ class ControlsPanel(QGroupBox):
         }
 
     def apply(self, values: dict) -> None:
-        """Set the widgets from a (partial) settings dict. An engine named here counts as chosen; an
-        empty one hands the choice back to ``default_engine``."""
+        """Set the widgets from a (partial) settings dict; a value of None is left as it is.
+
+        The model and the engine first, since a newly picked model brings its sampling defaults, which
+        the dict's own values then override. An engine named here counts as chosen; an empty one hands
+        the choice back to ``default_engine`` (which may pick a model)."""
         def combo(box: QComboBox, v, by_data: bool = False) -> None:
             i = box.findData(v) if by_data else box.findText(str(v))
             if i >= 0:
                 box.setCurrentIndex(i)
 
+        before = self.model_choice()
+        if values.get("model") is not None:
+            self._select_model(str(values["model"]))
+        if "engine" in values:
+            v = values["engine"]
+            if v and self.engine.findText(str(v)) >= 0:
+                self.engine_auto = False
+                combo(self.engine, v)
+            else:
+                self.engine_auto = True
+                self._pick_default_engine()
+        after = self.model_choice()
+        if after is not None and (before is None or after.key != before.key):
+            self.apply_model_defaults()  # also while the model picker's signal is not connected (at start)
         for k, v in values.items():
-            if k == "model":
-                self._select_model(str(v))
-            elif k in ("device", "dtype", "anneal", "aspect"):
+            if v is None or k in ("model", "engine"):
+                continue
+            if k in ("device", "dtype", "anneal", "aspect"):
                 combo(getattr(self, k), v)
             elif k == "text":
                 self.text.setPlainText(str(v))
@@ -392,14 +468,6 @@ class ControlsPanel(QGroupBox):
                 self.random_seed.setChecked(bool(v))
             elif k in ("area", "instant_area", "segment_frames"):
                 combo(getattr(self, k), int(v), by_data=True)
-        if "engine" in values:  # last: the default engine may pick a model
-            v = values["engine"]
-            if v and self.engine.findText(str(v)) >= 0:
-                self.engine_auto = False
-                combo(self.engine, v)
-            else:
-                self.engine_auto = True
-                self._pick_default_engine()
         if hasattr(self, "preset_label"):
             self._show_active_preset()
 
@@ -412,7 +480,8 @@ class ControlsPanel(QGroupBox):
         if self.engine_auto:
             settings.set("engine", "")
 
-    def generation_settings(self, fps: float = 25.0):
+    def generation_settings(self, fps: float | None = None):
+        fps = fps or self.output_fps()
         v = self.values()
         seed = random.randrange(2**31) if v["random_seed"] else v["seed"]
         area = v["area"] if self.uses_model() else v["instant_area"]

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from models.media import DEFAULT_FPS
+
 MAX_RESTORED = 60  # the newest runs read back at start (older ones stay on disk)
-FPS = 25.0
 
 
 @dataclass
@@ -24,7 +25,7 @@ class RunRecord:
     run_dir: Path
     settings: dict
     seed: int | None = None
-    fps: float = FPS
+    fps: float = DEFAULT_FPS
     audio: np.ndarray | None = None  # what played under it; None for a restored take until it is read
     thumbnail: np.ndarray | None = None
     segments: int = 0
@@ -81,7 +82,7 @@ def read_run(run_dir: Path) -> RunRecord | None:
         thumb = np.array(first[0]) if first.ndim == 4 and len(first) else None
     except (OSError, ValueError):
         thumb = None
-    fps = float(meta.get("fps") or FPS)
+    fps = float(meta.get("fps") or DEFAULT_FPS)
     n = int(meta.get("num_frames") or sum(int(x.get("frames", 0)) for x in meta.get("segments", [])))
     done = meta.get("cancelled") is not None
     status = ("cancelled" if meta.get("cancelled") else "done") if done else "stopped early"

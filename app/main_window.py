@@ -39,15 +39,15 @@ from PySide6.QtWidgets import (
 from app.audio_io import Player
 from app.controls import ControlsPanel
 from app.history import RunRecord, record_audio, scan_runs
-from app.jobs import ASPECTS, EXPORT_QUALITY, GenerationJob, JobOutcome, crop_to_aspect, export_run, new_run_dir
+from app.jobs import ASPECTS, GenerationJob, JobOutcome, crop_to_aspect
 from app.live import LiveInputs, LivePreview
 from app.panels import AudioPanel, PosePanel, ReferencePanel
 from app.settings import AppSettings
 from app.widgets import PreviewPlayer, to_qimage
 from app.worker import GenerationWorker, TaskRunner, WorkerHost
+from models.engines.writer import EXPORT_QUALITY, export_run, new_run_dir
 from models.media import SAMPLE_RATE
 
-FPS = 25.0
 EXAMPLES = Path(__file__).resolve().parent.parent / "resources" / "examples"
 FIRST_HINT = ("Open a picture and an audio file (or record), then Generate. New here? File > Open the example.")
 MIN_SIZE = (1280, 720)  # the window fits a laptop screen; tests hold it to this
@@ -367,12 +367,13 @@ class MainWindow(QMainWindow):
             self._warn("Nothing to animate", "Open or drop a reference picture first.")
             return None
         audio = self.audio.trimmed()
-        pose = self.pose.pose_for(FPS)
+        fps = self.controls.output_fps()
+        pose = self.pose.pose_for(fps)
         if (audio is None or len(audio) == 0) and pose is None:
             self._warn("Nothing drives the animation",
                        "Load or record audio, or record a pose take / open a driving video.")
             return None
-        gs = self.controls.generation_settings(FPS)
+        gs = self.controls.generation_settings(fps)
         values = self.controls.values()
         values["trim"] = list(self.audio.trim())
         values["audio_file"] = self.audio.path
@@ -390,7 +391,7 @@ class MainWindow(QMainWindow):
         if audio is None or not len(audio) or cap <= 0:
             return None
         total = len(audio) / SAMPLE_RATE
-        return (cap, total) if cap < total - 0.5 / FPS else None
+        return (cap, total) if cap < total - 0.5 / self.controls.output_fps() else None
 
     def _update_length_note(self, *_args) -> None:
         cut = self.length_cut()
@@ -433,12 +434,12 @@ class MainWindow(QMainWindow):
         except OSError as e:
             self._warn("Cannot write the session folder", f"{self.settings.sessions_dir}: {e}")
             return False
-        rec = RunRecord(job.run_dir, dict(job.ui_settings), job.settings.seed, FPS, job.audio,
+        rec = RunRecord(job.run_dir, dict(job.ui_settings), job.settings.seed, job.settings.fps, job.audio,
                         model_label=job.model.label if job.model is not None else "")
         self.current = rec
-        self.preview.clear(FPS, job.audio)
+        self.preview.clear(job.settings.fps, job.audio)
         self._showing_take = False
-        self._update_live(LiveInputs(job.image, job.audio, job.pose, FPS, job.settings.seed or 0))
+        self._update_live(LiveInputs(job.image, job.audio, job.pose, job.settings.fps, job.settings.seed or 0))
         self._reset_progress()
         self.eta_label.setText("")
         self._set_busy(True)
@@ -546,9 +547,10 @@ class MainWindow(QMainWindow):
         if self.reference.image is None:
             return None
         audio = self.audio.trimmed()
-        pose = self.pose.pose_for(FPS)
+        fps = self.controls.output_fps()
+        pose = self.pose.pose_for(fps)
         image, pose = crop_to_aspect(self.reference.image, pose, ASPECTS.get(self.controls.aspect.currentText()))
-        return LiveInputs(image, audio if audio is not None and len(audio) else None, pose, FPS,
+        return LiveInputs(image, audio if audio is not None and len(audio) else None, pose, fps,
                           int(self.controls.seed.value()))
 
     def _update_live(self, inputs: LiveInputs | None = None) -> None:
@@ -721,7 +723,7 @@ class MainWindow(QMainWindow):
         """Load a take of the history into the preview (frames and sound read on the task pool)."""
         if not 0 <= row < len(self.history):
             return
-        from app.jobs import load_run_frames
+        from models.engines.writer import load_run_frames
 
         rec = self.history[row]
 

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from app.widgets import ImageView, WaveformView
 from app.worker import TaskRunner, user_message
-from models.media import SAMPLE_RATE
+from models.media import DEFAULT_FPS, SAMPLE_RATE
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
 MEDIA_FILTER = "Audio or video (*.wav *.mp3 *.flac *.ogg *.m4a *.aac *.mp4 *.mov *.mkv *.webm *.avi);;All files (*)"
@@ -36,7 +36,7 @@ def draw_reference_overlay(image: np.ndarray, info) -> np.ndarray:
     """The reference with the detected person's box and skeleton (what the model will animate)."""
     import cv2
 
-    from models.conditions.keypoints import draw_skeleton
+    from models.keypoints import draw_skeleton
 
     h, w = image.shape[:2]
     s = min(1.0, 512 / max(h, w))
@@ -321,7 +321,7 @@ class PosePanel(QGroupBox):
         self.capture = None
         self.take_kp: np.ndarray | None = None  # (T, K, 3) in the driver frame
         self.take_frames: list[np.ndarray] = []
-        self.take_fps = 25.0
+        self.take_fps = DEFAULT_FPS
         self.take_aspect = 1.0
         self.retargeted: np.ndarray | None = None  # (T, K, 3) in the reference frame
         self.take_in_reference = False  # the take is already in the reference's frame (a pose file)
@@ -438,12 +438,12 @@ class PosePanel(QGroupBox):
         self.poseChanged.emit()
 
     def refresh_cameras(self) -> None:
-        from app.capture import list_cameras
+        from models.sources import list_cameras
 
         self.camera_box.clear()
         cams = list_cameras()
-        for idx, name in cams:
-            self.camera_box.addItem(name, idx)
+        for cam in cams:
+            self.camera_box.addItem(f"{cam.name} ({cam.device})" if cam.device else cam.name, cam.index)
         has = bool(cams) or self.source_factory is not None
         for b in (self.live_btn, self.take_btn):
             b.setEnabled(has)  # no camera: nothing to count down for
@@ -564,7 +564,7 @@ class PosePanel(QGroupBox):
         elif path:
             self.load_video(path)
 
-    def load_pose_file(self, path: str, fps: float = 25.0) -> None:
+    def load_pose_file(self, path: str, fps: float = DEFAULT_FPS) -> None:
         """A pose take from a ``(T, K, 3)`` keypoint file in the picture's frame (the CLI's ``--pose``)."""
         from models.commands.generate import load_pose_file
         from models.errors import UserError
@@ -660,7 +660,7 @@ class PosePanel(QGroupBox):
         self.poseChanged.emit()
 
     def _show_review(self, i: int) -> None:
-        from models.conditions.keypoints import draw_skeleton
+        from models.keypoints import draw_skeleton
 
         if self.take_kp is None or not len(self.take_kp):
             return
@@ -675,7 +675,7 @@ class PosePanel(QGroupBox):
         """The retargeted pose resampled to the output fps, or None when no pose drives the body."""
         if self.mode == self.NONE or self.take_kp is None:
             return None
-        from models.conditions.keypoints import resample_keypoints
+        from models.keypoints import resample_keypoints
 
         kp = self.retargeted if self.retargeted is not None else self.take_kp
         n = max(1, int(round(len(kp) * fps / self.take_fps)))

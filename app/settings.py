@@ -18,11 +18,7 @@ DEFAULTS: dict[str, object] = {
     "dtype": "float32",
     "cpu_threads": 0,  # 0: all cores but one, which stays free for the UI and the camera
     "text": "",
-    "cfg_audio": 4.5,
-    "cfg_text": 3.0,
-    "anneal": "cosine",
-    "anneal_strength": 0.6,
-    "steps": 20,
+    # steps, cfg_audio, cfg_text, anneal, anneal_strength: the selected model's (its config's sampling)
     "seed": 42,
     "random_seed": False,
     "area": 0,  # the model engine's frame area; 0: the model's own (its training size)
@@ -43,15 +39,16 @@ DEFAULTS: dict[str, object] = {
 
 # The named presets of the model engine's sampling; "default" is what a fresh install starts with, and
 # the panel shows which one the current values match (none: "custom").
-PRESETS: dict[str, dict[str, object]] = {
-    "fast preview": {"steps": 8, "area": 96 * 96, "segment_frames": 0, "max_seconds": 2.0,
-                     "anneal": "cosine", "anneal_strength": 0.6},
-    "default": {k: DEFAULTS[k] for k in ("steps", "area", "segment_frames", "max_seconds", "anneal",
-                                          "anneal_strength")},
-    "quality": {"steps": 30, "area": 0, "segment_frames": 0, "max_seconds": 0.0,
-                "anneal": "cosine", "anneal_strength": 0.6},
-}
 DEFAULT_PRESET = "default"
+MODEL_OWN = None  # a preset value that is the selected model's own
+PRESETS: dict[str, dict[str, object]] = {
+    # Guidance and annealing stay the model's own (its config's sampling) unless a preset names them;
+    # a value of None (MODEL_OWN) is the selected model's own, read from its config by app.controls.
+    "fast preview": {"steps": 8, "area": 96 * 96, "segment_frames": 0, "max_seconds": 2.0},
+    DEFAULT_PRESET: {"steps": MODEL_OWN, "cfg_audio": MODEL_OWN, "cfg_text": MODEL_OWN, "anneal": MODEL_OWN,
+                     "anneal_strength": MODEL_OWN, "area": 0, "segment_frames": 0, "max_seconds": 0.0},
+    "quality": {"steps": 30, "area": 0, "segment_frames": 0, "max_seconds": 0.0},
+}
 
 # The model engine's frame sizes (pixel areas); 0 is the chosen model's own, named by the panel.
 AREAS: dict[str, int] = {

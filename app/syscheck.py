@@ -93,16 +93,16 @@ def _audio_rows() -> list[CheckRow]:
 
 
 def _camera_row() -> CheckRow:
-    from app.capture import list_cameras
+    from models.sources import list_cameras
 
     cams = list_cameras()
     if cams:
-        return CheckRow("Cameras", True, ", ".join(n for _, n in cams))
+        return CheckRow("Cameras", True, ", ".join(c.name for c in cams))
     return CheckRow("Cameras", None, "none found", "Connect a webcam for live pose; a video file works without one.")
 
 
 def _model_rows(extra_dirs: list[str]) -> list[CheckRow]:
-    from app.jobs import model_choices
+    from models.engines.registry import model_choices
 
     trained = [c for c in model_choices(extra_dirs) if c.trained]
     if trained:

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from models.media import SAMPLE_RATE
+from models.media import DEFAULT_FPS, SAMPLE_RATE
 
 
 def to_qimage(rgb: np.ndarray) -> QImage:
@@ -252,7 +252,7 @@ class PreviewPlayer(QWidget):
         lay.addWidget(self.sound_note)
         self.frames: list[np.ndarray] = []
         self.audio: np.ndarray | None = None
-        self.fps = 25.0
+        self.fps = DEFAULT_FPS
         self.segment_starts: list[int] = []
         self.audio_player = player
         self.timer = QTimer(self)
@@ -260,7 +260,7 @@ class PreviewPlayer(QWidget):
         self.play_btn.toggled.connect(self._toggle)
         self.slider.valueChanged.connect(self.show_frame)
 
-    def clear(self, fps: float = 25.0, audio: np.ndarray | None = None) -> None:
+    def clear(self, fps: float = DEFAULT_FPS, audio: np.ndarray | None = None) -> None:
         self.stop()
         self.frames, self.segment_starts = [], []
         self.fps, self.audio = fps, audio

@@ -12,9 +12,9 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtWidgets import QAbstractButton, QMessageBox, QScrollArea  # noqa: E402
 
-from app.jobs import ENGINES, InstantEngineRunner, ModelEngine  # noqa: E402
 from app.main_window import FIRST_HINT, MIN_SIZE  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
+from models.engines.registry import INSTANT_ENGINE, MODEL_ENGINE  # noqa: E402
 from models.media import SAMPLE_RATE  # noqa: E402
 from tests import test_app_window as base  # noqa: E402
 from tests.test_app_window import SPEECH, TOON, close_window, make_window, ready  # noqa: E402
@@ -22,8 +22,7 @@ from tests.test_app_window import SPEECH, TOON, close_window, make_window, ready
 # The window tests' fixtures: a settings file per test, the example's media, a window, no thread left.
 settings, example, window, no_thread_left = base.settings, base.example, base.window, base.no_thread_left
 
-INSTANT = InstantEngineRunner.name
-needs_instant = pytest.mark.skipif(INSTANT not in ENGINES, reason="the instant engine is not installed")
+INSTANT = INSTANT_ENGINE
 
 
 def _instant(w, example, seconds: float, **controls):
@@ -62,12 +61,12 @@ def _buttons_whole(w):
 
 
 def test_minimum_size_fits_1280x720_and_nothing_is_cut(qtbot, window, monkeypatch):
-    import app.capture
+    import models.sources
 
     hint = window.minimumSize()
     assert hint.width() <= MIN_SIZE[0] and hint.height() <= MIN_SIZE[1]
     assert window.minimumSizeHint().width() <= MIN_SIZE[0]
-    for engine in [ModelEngine.name] + ([INSTANT] if INSTANT in ENGINES else []):
+    for engine in (MODEL_ENGINE, INSTANT):
         window.controls.apply({"engine": engine})
         for size in ((1366, 768), (1280, 720)):
             window.resize(*size)
@@ -75,7 +74,7 @@ def test_minimum_size_fits_1280x720_and_nothing_is_cut(qtbot, window, monkeypatc
             _columns_fit(window)
             _buttons_whole(window)
     # Webcam mode (no camera here) keeps the left column as it was and fits it.
-    monkeypatch.setattr(app.capture, "list_cameras", lambda: [])
+    monkeypatch.setattr(models.sources, "list_cameras", lambda *a, **k: [])
     left = window.left_scroll.width()
     window.pose.set_mode(window.pose.CAMERA)
     qtbot.waitUntil(lambda: window.pose.take_btn.isVisible(), timeout=3000)
@@ -85,9 +84,9 @@ def test_minimum_size_fits_1280x720_and_nothing_is_cut(qtbot, window, monkeypatc
 
 
 def test_record_take_is_disabled_without_a_camera(qtbot, settings, monkeypatch):
-    import app.capture
+    import models.sources
 
-    monkeypatch.setattr(app.capture, "list_cameras", lambda: [])
+    monkeypatch.setattr(models.sources, "list_cameras", lambda *a, **k: [])
     w = make_window(qtbot, settings, pose_source_factory=None)
     try:
         w.pose.set_mode(w.pose.CAMERA)
@@ -102,7 +101,6 @@ def test_record_take_is_disabled_without_a_camera(qtbot, settings, monkeypatch):
 # -- the engine that works first -------------------------------------------------------------------------
 
 
-@needs_instant
 def test_default_engine_is_instant_until_a_model_is_recommended(qtbot, settings, tmp_path):
     from models.checkpoint import save_model
     from models.config import get_preset
@@ -127,7 +125,7 @@ def test_default_engine_is_instant_until_a_model_is_recommended(qtbot, settings,
         c.set_picture_framing("portrait")
         assert c.engine.currentText() == INSTANT
         c.set_picture_framing("full")
-        assert c.engine.currentText() == ModelEngine.name and c.model_choice().path == str(folder)
+        assert c.engine.currentText() == MODEL_ENGINE and c.model_choice().path == str(folder)
         assert w.live_check.isChecked()  # Instant stays the live preview
         # The user's own pick sticks, across pictures and restarts.
         c.engine.setCurrentIndex(c.engine.findText(INSTANT))
@@ -147,23 +145,29 @@ def test_default_engine_is_instant_until_a_model_is_recommended(qtbot, settings,
 
 def test_size_control_means_what_it_does_per_engine(qtbot, window):
     c = window.controls
-    c.apply({"engine": ModelEngine.name, "model": "preset:tiny", "area": 0})
+    c.apply({"engine": MODEL_ENGINE, "model": "preset:tiny", "area": 0})
     assert c.area.isVisibleTo(c) and not c.instant_area.isVisibleTo(c)
     assert c.area.itemText(0).startswith("the model's own (") and c.generation_settings().area is None
     c.apply({"area": 96 * 96})
     assert c.generation_settings().area == 96 * 96
-    if INSTANT in ENGINES:
-        from models.instant.engine import MAX_SIDE
+    from models.instant.engine import MAX_SIDE
 
-        c.apply({"engine": INSTANT})
-        assert c.instant_area.isVisibleTo(c) and not c.area.isVisibleTo(c)
-        assert f"up to {MAX_SIDE} px" in c.instant_area.currentText() and c.generation_settings().area is None
+    c.apply({"engine": INSTANT})
+    assert c.instant_area.isVisibleTo(c) and not c.area.isVisibleTo(c)
+    assert f"up to {MAX_SIDE} px" in c.instant_area.currentText() and c.generation_settings().area is None
 
 
 def test_presets_have_a_default_and_show_the_active_one(qtbot, window):
     c = window.controls
-    c.apply({"engine": ModelEngine.name})
-    c.preset_default.click()
+    from models.config import get_preset
+
+    c.apply({"engine": MODEL_ENGINE, "model": "preset:tiny"})
+    assert c.active_preset() == "default"  # a fresh pick of a model is its own values
+    c.apply({"steps": 13, "cfg_audio": 9.0, "anneal_strength": 0.1, "max_seconds": 2.0})
+    c.preset_default.click()  # "default": the model's own sampling, its own size, the whole audio
+    sc = get_preset("tiny").sampling
+    assert (c.steps.value(), c.anneal.currentText(), c.max_seconds.value()) == (sc.steps, sc.anneal, 0.0)
+    assert (c.cfg_audio.value(), c.anneal_strength.value()) == pytest.approx((sc.cfg_audio, sc.anneal_strength))
     assert c.active_preset() == "default" and c.preset_default.isChecked() and "default" in c.preset_label.text()
     c.preset_fast.click()
     assert c.preset_fast.isChecked() and not c.preset_default.isChecked()
@@ -171,7 +175,6 @@ def test_presets_have_a_default_and_show_the_active_one(qtbot, window):
     assert c.active_preset() == "" and not c.preset_fast.isChecked() and "Custom" in c.preset_label.text()
 
 
-@needs_instant
 def test_the_example_drives_with_its_pose_take(qtbot, window):
     from tests.test_app_window import ROOT
 
@@ -186,7 +189,6 @@ def test_the_example_drives_with_its_pose_take(qtbot, window):
 # -- the length cap ---------------------------------------------------------------------------------------
 
 
-@needs_instant
 def test_a_take_cut_by_the_length_cap_says_so_and_renders_all(qtbot, window, example):
     _instant(window, example, 2.0, max_seconds=1.0)
     assert window.length_note.isVisibleTo(window) and "1.0 s of 2.0 s" in window.length_note.text()
@@ -206,7 +208,6 @@ def test_a_take_cut_by_the_length_cap_says_so_and_renders_all(qtbot, window, exa
 # -- history that lasts --------------------------------------------------------------------------------------
 
 
-@needs_instant
 def test_history_is_read_back_after_a_restart(qtbot, settings, example):
     w = make_window(qtbot, settings)
     try:
@@ -306,7 +307,6 @@ def test_export_opens_in_an_existing_folder(tmp_path, monkeypatch):
 # -- the live preview rests -----------------------------------------------------------------------------------
 
 
-@needs_instant
 def test_live_preview_rests_when_nothing_changes(qtbot, window, example):
     window.live_rest_s = 0.0  # rest at the first loop's end
     window.live_check.setChecked(True)
