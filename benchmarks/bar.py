@@ -104,7 +104,7 @@ def human_take(model, audio_path: str, image_path: str, out_dir: Path, steps: in
     res = generate(model, GenerationInputs(ref, audio, None, ""), GenerationSettings(steps=steps, seed=0, mode="audio"))
     frames = res.frames
     small_ref = _fit(ref[None], frames.shape[1:3])[0]
-    kp = mediapipe_video_keypoints(small_ref[None])
+    kp = mediapipe_video_keypoints(ref[None])  # at the picture's own size (normalised: fits the frames)
     box = mouth_boxes(kp, *frames.shape[1:3])[0]
     out: dict = {"audio": audio_path, "image": image_path, "seconds": res.num_frames / res.fps}
     write_video(out_dir / "human.mp4", frames, res.fps, audio=audio, sample_rate=sr)
