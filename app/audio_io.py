@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.media import SAMPLE_RATE
+from models.media import SAMPLE_RATE, resample_audio
 
 
 @dataclass
@@ -54,25 +54,6 @@ def audio_status() -> AudioStatus:
         return AudioStatus(False, "No microphone (audio input device) found. Connect one, or load an audio "
                                   "file instead.", [], output_ok)
     return AudioStatus(True, f"{len(inputs)} input device(s)", inputs, output_ok)
-
-
-def resample(audio: np.ndarray, rate: float, target: int = SAMPLE_RATE) -> np.ndarray:
-    """Band-limited resampling of mono float32 audio (polyphase when scipy is there, else linear)."""
-    audio = np.asarray(audio, np.float32)
-    if audio.size == 0 or int(round(rate)) == target:
-        return audio
-    try:
-        from math import gcd
-
-        from scipy.signal import resample_poly
-
-        r = int(round(rate))
-        g = gcd(r, target)
-        return resample_poly(audio, target // g, r // g).astype(np.float32)
-    except ImportError:
-        n = int(round(audio.size * target / rate))
-        x = np.linspace(0, audio.size - 1, n)
-        return np.interp(x, np.arange(audio.size), audio).astype(np.float32)
 
 
 def default_stream_factory(device: int | None, samplerate: float, callback: Callable):
@@ -134,7 +115,7 @@ class Recorder:
             finally:
                 self.stream.close()
                 self.stream = None
-        return resample(self.snapshot(), self.samplerate)
+        return resample_audio(self.snapshot(), self.samplerate)
 
 
 class Player:

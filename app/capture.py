@@ -1,19 +1,19 @@
-"""Live pose capture: a frame source read on its own thread (drop-oldest), pose extraction and
-skeleton drawing on a capture thread; the UI thread only paints the QImage it is handed.
+"""Live pose capture: a ``models.sources`` frame source (camera, or a video standing in for one),
+pose extraction, the same smoothing as a video file's poses, and skeleton drawing, on a capture
+thread; the UI thread only paints the QImage it is handed.
 
-Frame sources come from ``models.sources`` (issue 3) when it is installed, with a small built-in
-OpenCV reader as the fallback so the panel works either way.
+Each live skeleton is smoothed causally (One-Euro, a lost person held briefly: what the puppet and
+the live view show); a recorded take then gets the clean-up a driving video's poses get
+(``smoothing.clean_track``: gaps filled, zero-phase smoothing), so a webcam take drives the body as
+smoothly as a video file does.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QThread, Signal
@@ -24,159 +24,17 @@ from app.widgets import to_qimage
 PREVIEW_MAX_SIDE = 480  # frames drawn for the live view and kept for review are at most this size
 
 
-# ------------------------------------------------------------------------------------------------
-# Frame sources (Qt-free)
-
-
-class LatestFrameReader:
-    """Read an OpenCV capture on a thread and keep only the newest frames (drop-oldest queue).
-
-    ``target`` is a camera index or a video path. A video file is paced at its own fps when
-    ``realtime`` so it stands in for a camera; ``ended`` turns True at its end.
-    """
-
-    def __init__(self, target: int | str, realtime: bool = True, queue_size: int = 2) -> None:
-        import cv2
-
-        self.target = target
-        self.cap = cv2.VideoCapture(target)
-        if not self.cap.isOpened():
-            what = f"camera {target}" if isinstance(target, int) else f"video {target}"
-            raise RuntimeError(f"Cannot open {what}. Is it connected and not used by another program?")
-        self.file_fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0) or 30.0
-        self.is_file = not isinstance(target, int)
-        self.realtime = realtime
-        self._q: deque = deque(maxlen=queue_size)
-        self._cond = threading.Condition()
-        self._stop = False
-        self.ended = False
-        self.dropped = 0
-        self.fps = 0.0  # measured capture rate
-        self._thread = threading.Thread(target=self._loop, name="frame-reader", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        import cv2
-
-        t_prev = None
-        period = 1.0 / self.file_fps
-        next_t = time.perf_counter()
-        while not self._stop:
-            ok, bgr = self.cap.read()
-            if not ok:
-                break
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            now = time.perf_counter()
-            if t_prev is not None:
-                dt = now - t_prev
-                self.fps = 0.9 * self.fps + 0.1 / max(dt, 1e-3) if self.fps else 1 / max(dt, 1e-3)
-            t_prev = now
-            with self._cond:
-                if len(self._q) == self._q.maxlen:
-                    self.dropped += 1
-                self._q.append(rgb)
-                self._cond.notify_all()
-            if self.is_file and self.realtime:
-                next_t += period
-                delay = next_t - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)  # pacing a file like a camera (this is a reader thread)
-        with self._cond:
-            self.ended = True
-            self._cond.notify_all()
-
-    def read(self, timeout: float = 0.5) -> np.ndarray | None:
-        """The newest frame (older ones are dropped), or None after ``timeout`` or at the end."""
-        with self._cond:
-            if not self._q and not self.ended:
-                self._cond.wait(timeout)
-            if not self._q:
-                return None
-            frame = self._q.pop()
-            self._q.clear()
-            return frame
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(timeout=5)
-        self.cap.release()
-
-
-def list_cameras() -> list[tuple[int, str]]:
-    """(index, name) of the cameras the system lists (names from V4L2 on Linux), without opening them."""
-    try:
-        from models import sources  # issue 3's enumeration when present
-
-        fn = getattr(sources, "list_cameras", None) or getattr(sources, "enumerate_cameras", None)
-        if fn is not None:
-            out = []
-            for c in fn():
-                if isinstance(c, tuple):
-                    out.append((int(c[0]), str(c[1])))
-                else:
-                    out.append((int(getattr(c, "index", 0)), str(getattr(c, "name", c))))
-            return out
-    except ImportError:
-        pass
-    cams = []
-    for dev in sorted(glob.glob("/dev/video*")):
-        try:
-            idx = int(dev[len("/dev/video"):])
-        except ValueError:
-            continue
-        name_file = Path(f"/sys/class/video4linux/video{idx}/name")
-        name = name_file.read_text().strip() if name_file.exists() else dev
-        cams.append((idx, f"{name} ({dev})"))
-    return cams
-
-
-class SourceAdapter:
-    """``models.sources`` frame sources (issue 3) behind the small interface the capture thread uses."""
-
-    def __init__(self, source) -> None:
-        self.source = source.start()
-        self.ended = False
-
-    @property
-    def fps(self) -> float:
-        return self.source.measured_fps
-
-    def read(self, timeout: float = 0.5) -> np.ndarray | None:
-        from models.sources import SourceTimeout
-
-        frame = self.source.latest()  # the newest frame, older ones dropped
-        if frame is None:
-            try:
-                frame = self.source.read(timeout=timeout)
-            except SourceTimeout:
-                return None
-            if frame is None:
-                self.ended = True
-                return None
-        return frame.image
-
-    def close(self) -> None:
-        self.source.stop()
-
-
 def open_source(target: int | str, realtime: bool = True):
-    """A frame source for a camera index or a video file path (``models.sources`` when present)."""
+    """A frame source for a camera index or a video file path (not started: the capture thread starts it)."""
+    from models.sources import CameraSource, VideoFileSource
+
     if isinstance(target, str) and not os.path.isfile(target):
         raise RuntimeError(f"{target}: video file not found")
-    try:
-        from models.sources import CameraSource, VideoFileSource
-    except ImportError:
-        return LatestFrameReader(target, realtime=realtime)
-    src = CameraSource(int(target)) if isinstance(target, int) else VideoFileSource(target, realtime=realtime)
-    return SourceAdapter(src)
-
-
-# ------------------------------------------------------------------------------------------------
-# The capture thread
+    return CameraSource(int(target)) if isinstance(target, int) else VideoFileSource(target, realtime=realtime)
 
 
 class CaptureThread(QThread):
-    """Grab the newest frame, extract the pose, draw the skeleton, hand the picture to the UI.
+    """Grab the newest frame, extract and smooth the pose, draw the skeleton, hand the picture to the UI.
 
     A new picture is emitted only after the UI painted the previous one (``ack()``), so a slow UI
     never piles up queued frames. ``begin_take(seconds)`` records keypoints and small frames of
@@ -219,13 +77,10 @@ class CaptureThread(QThread):
             self._take = None
 
     def run(self) -> None:
+        src = ex = None
         try:
             src = self._source_factory()
-        except Exception as e:
-            self.failed.emit(str(e))
-            return
-        ex = None
-        try:
+            src.start()
             if self._extractor_factory is not None:
                 ex = self._extractor_factory()
             else:
@@ -234,32 +89,55 @@ class CaptureThread(QThread):
                 ex = PoseExtractor(static_image_mode=False)
             self._loop(src, ex)
         except Exception as e:
-            self.failed.emit(f"Pose capture stopped: {e}")
+            self.failed.emit(str(e) if src is None or not src.frames_read else f"Pose capture stopped: {e}")
         finally:
             if ex is not None and hasattr(ex, "close"):
                 ex.close()
-            src.close()
+            if src is not None:
+                src.stop()
+
+    def _next_frame(self, src):
+        """The newest frame (older ones dropped), None after a short wait, or ``...`` at the end."""
+        from models.sources import SourceTimeout
+
+        frame = src.latest()
+        if frame is None:
+            try:
+                frame = src.read(timeout=0.2)
+            except SourceTimeout:
+                return None
+            if frame is None:
+                return ...
+        return frame
 
     def _loop(self, src, ex) -> None:
         import cv2
 
-        from models.conditions.keypoints import draw_skeleton
+        from models.conditions.smoothing import LivePoseSmoother
+        from models.keypoints import draw_skeleton
 
+        smoother = LivePoseSmoother()
+        mirrored = self.mirror
         t_prev = None
         while not self._stop.is_set():
-            frame = src.read(timeout=0.2)
+            frame = self._next_frame(src)
+            if frame is ...:
+                self._finish_take()
+                self.ended.emit()
+                return
             if frame is None:
-                if getattr(src, "ended", False):
-                    self._finish_take()
-                    self.ended.emit()
-                    return
                 continue
+            image = frame.image
+            if self.mirror != mirrored:  # the mirror flips every point: start the filter afresh
+                mirrored = self.mirror
+                smoother.reset()
             if self.mirror:
-                frame = np.ascontiguousarray(frame[:, ::-1])
-            kp = ex(frame)
-            h, w = frame.shape[:2]
+                image = np.ascontiguousarray(image[:, ::-1])
+            raw = ex(image)
+            kp, _filled = smoother(raw, frame.timestamp)
+            h, w = image.shape[:2]
             s = min(1.0, PREVIEW_MAX_SIDE / max(h, w))
-            small = cv2.resize(frame, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+            small = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
             drawn = draw_skeleton(small, kp)
             now = time.perf_counter()
             if t_prev is not None:
@@ -268,23 +146,30 @@ class CaptureThread(QThread):
             with self._take_lock:
                 take = self._take
                 if take is not None:
-                    take["kp"].append(kp)
+                    take["kp"].append(raw)
                     take["frames"].append(small)
                     done = now >= take["end"]
                 else:
                     done = False
+            self._aspect = w / h
             if done:
                 self._finish_take()
             if self._painted.is_set():
                 self._painted.clear()
                 self.frameReady.emit(to_qimage(drawn), kp, self.fps)
-            self._aspect = w / h
 
     def _finish_take(self) -> None:
+        from models.conditions.pose import person_present
+        from models.conditions.smoothing import clean_track
+
         with self._take_lock:
             take, self._take = self._take, None
         if take is None or not take["kp"]:
             return
         secs = max(1e-3, time.perf_counter() - take["t0"])
         fps = len(take["kp"]) / secs
-        self.takeFinished.emit(np.stack(take["kp"]), take["frames"], fps, self._aspect)
+        kp = np.stack(take["kp"])
+        missing = ~person_present(kp)
+        if not missing.all():  # smoothed like a driving video's poses
+            kp = clean_track(kp, fps, missing)
+        self.takeFinished.emit(kp, take["frames"], fps, self._aspect)

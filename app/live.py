@@ -1,14 +1,13 @@
-"""The live preview: the instant engine animating the reference in real time, on its own thread.
+"""The live preview: a thin thread over the Qt-free live session (``models.instant.live``).
 
 It shows the current inputs at once -- the picture with the trimmed audio's mouth track, blinks and
 head sway, and the pose take if there is one, looped -- while the diffusion model renders, and it
 follows the webcam's skeleton live (the puppet). The lip and sway sliders act on the next frame.
 
-Threading: one Python thread renders (face mesh warp, body remap) and converts to a ``QImage``;
-the UI thread only paints. A frame is rendered only after the previous one was painted (``ack``),
-so a busy UI never builds a queue; the frame index follows the wall clock, so playback keeps time
-when frames are dropped. While the user records, the microphone drives the lips frame by frame
-(``LiveMouth``), so the character speaks along.
+Threading: one Python thread drives the session and converts each frame to a ``QImage``; the UI
+thread only paints. A frame is rendered only after the previous one was painted (``ack``), so a
+busy UI never builds a queue; the frame index follows the wall clock, so playback keeps time when
+frames are dropped. While the user records, the microphone drives the lips frame by frame.
 """
 
 from __future__ import annotations
@@ -22,30 +21,17 @@ from PySide6.QtCore import QObject, Signal
 
 from app.widgets import to_qimage
 
-LIVE_MAX_SIDE = 640  # the live view's long side: real time first
-IDLE_SECONDS = 4.0  # the loop length when nothing but the picture is given (blinks and breathing)
-MIC_LATENCY_FRAMES = 3  # the lips trail the microphone by 3 frames (120 ms at 25 fps): quick, nearly exact
-
 
 @dataclass(frozen=True)
 class LiveInputs:
-    """What the live preview animates. ``pose``: ``(T, K, 3)`` in the reference frame (retargeted)."""
+    """What the live preview animates. ``pose``: ``(T, K, 3)`` in the reference frame (retargeted);
+    ``fps``: None for the instant engine's own."""
 
     image: np.ndarray
     audio: np.ndarray | None = None
     pose: np.ndarray | None = None
-    fps: float = 25.0
+    fps: float | None = None
     seed: int = 0
-
-
-def _same_picture(a: np.ndarray | None, b: np.ndarray) -> bool:
-    """Same pixels (a crop or copy of the same picture keeps the engine: its face mesh costs ~1 s)."""
-    return a is b or (a is not None and a.shape == b.shape and np.array_equal(a, b))
-
-
-def live_size(h: int, w: int) -> tuple[int, int]:
-    s = min(1.0, LIVE_MAX_SIDE / max(h, w))
-    return max(2, int(round(h * s / 2)) * 2), max(2, int(round(w * s / 2)) * 2)
 
 
 class LivePreview(QObject):
@@ -156,18 +142,11 @@ class LivePreview(QObject):
 
     def _loop(self, stop: threading.Event) -> None:
         from models.errors import UserError
-        from models.instant.engine import InstantEngine
+        from models.instant.live import LiveSession
 
-        engine = track = pose = None
-        engine_image = None  # the picture the engine was built for
-        seen_inputs = seen_sway = seen_live = -1
-        retargeter = None
-        live_kp = None
-        seen_mic = -1
-        mic_mouth = None  # LiveMouth while the microphone drives the lips
-        mic_row = None  # its newest mouth parameters
+        session = LiveSession()
+        seen_inputs = seen_sway = seen_live = seen_mic = -1
         t0 = time.perf_counter()
-        fps = 25.0
         last_i = -1
         failed_version = -1  # inputs whose picture the engine could not use: wait for new ones
 
@@ -181,102 +160,49 @@ class LivePreview(QObject):
                 if stop.is_set():
                     return
                 inputs, version = self._inputs, self._inputs_version
-                mouth_scale, sway, sway_version = self._mouth_scale, self._sway, self._sway_version
+                session.mouth_scale = self._mouth_scale
+                sway, sway_version = self._sway, self._sway_version
                 live, live_version = self._live_pose, self._live_version
                 mic_rate, mic_version = self._mic_rate, self._mic_version
                 mic_blocks, self._mic_blocks = self._mic_blocks, []
                 self._acked = False
             if version != seen_inputs or sway_version != seen_sway:
-                if engine is None or not _same_picture(engine_image, inputs.image):
-                    try:
-                        engine = InstantEngine(inputs.image, live_size(*inputs.image.shape[:2]))
-                    except UserError as e:
-                        self.message.emit(str(e))
-                        engine = None
-                    engine_image = inputs.image
-                    retargeter = None
-                    if engine is not None:
-                        self.message.emit(engine.message)
-                if engine is None:
+                session.sway = sway
+                try:
+                    message = session.set_inputs(inputs.image, inputs.audio, inputs.pose, inputs.fps, inputs.seed)
+                except UserError as e:
+                    message, session.engine = str(e), None
+                if message:
+                    self.message.emit(message)
+                if session.engine is None:
                     with self._cond:
                         failed_version = version
                         self._acked = True
                     continue
-                fps = float(inputs.fps)
-                n, pose = self._length_and_pose(engine, inputs)
-                track = engine.audio_track(inputs.audio, n, fps, seed=inputs.seed,
-                                           sway=sway * (0.4 if pose is not None else 1.0))
                 if version != seen_inputs:
                     t0 = time.perf_counter()
                     last_i = -1
+                    seen_live = -1  # a new picture: retarget the live skeleton again
                 seen_inputs, seen_sway = version, sway_version
             if live_version != seen_live:
                 seen_live = live_version
-                live_kp = None
-                if live is not None and engine is not None and engine.body.usable:
-                    from models.conditions.retarget import Retargeter
-
-                    kp, aspect, mirror = live
-                    if retargeter is None or retargeter.mirror != mirror or retargeter.driver_aspect != aspect:
-                        retargeter = Retargeter(engine.reference_keypoints, aspect, engine.width / engine.height,
-                                                mirror=mirror)
-                    if (kp[:, 2] > 0).any():
-                        live_kp = retargeter(kp)
-                elif live is None:
-                    retargeter = None
+                session.push_pose(*(live if live is not None else (None,)))
             if mic_version != seen_mic:
                 seen_mic = mic_version
-                mic_mouth = mic_row = None
-                if mic_rate is not None:
-                    from models.instant.mouth import LiveMouth
-
-                    mic_mouth = LiveMouth(latency_frames=MIC_LATENCY_FRAMES)
-            if mic_mouth is not None and mic_blocks:
-                from app.audio_io import resample
-
-                rows = mic_mouth.push(resample(np.concatenate(mic_blocks), mic_rate))
-                if len(rows):
-                    mic_row = rows[-1]
-            n = len(track.mouth)
-            i = int((time.perf_counter() - t0) * fps) % n
-            if mic_mouth is None and (last_i < 0 or i < last_i):
-                self.loopStarted.emit(i / fps)  # the start, or the loop wrapped round
+                session.start_mic(mic_rate) if mic_rate is not None else session.stop_mic()
+            if mic_blocks:
+                session.push_mic(np.concatenate(mic_blocks))
+            n = session.num_frames
+            frame, i = session.frame(time.perf_counter() - t0)
+            if not session.mic_on and (last_i < 0 or i < last_i):
+                self.loopStarted.emit(i / session.fps)  # the start, or the loop wrapped round
             last_i = i
-            body = live_kp if live_kp is not None else (pose[i] if pose is not None else None)
-            if mic_mouth is not None:
-                from models.data.visemes import REST
-
-                rest = np.asarray(REST, np.float32)
-                mouth = rest if mic_row is None else np.clip(rest + (mic_row - rest) * mouth_scale, 0, 1)
-                frame = engine.render(mouth, body, tuple(track.blink[i]), None)
-            else:
-                frame = engine.render_track(track, i, body, mouth_scale=mouth_scale)
             if stop.is_set():
                 return
             self.frameReady.emit(to_qimage(frame), i, n)
             # Keep the output's frame rate: no faster than fps even when the UI acks at once.
+            fps = session.fps
             wait = t0 + (int((time.perf_counter() - t0) * fps) + 1) / fps - time.perf_counter()
             if wait > 0:
                 with self._cond:
                     self._cond.wait_for(stop.is_set, timeout=wait)
-
-    @staticmethod
-    def _length_and_pose(engine, inputs: LiveInputs) -> tuple[int, np.ndarray | None]:
-        from models.media import SAMPLE_RATE, num_video_frames
-
-        fps = float(inputs.fps)
-        pose = inputs.pose
-        if pose is not None and (len(pose) == 0 or not engine.body.usable):
-            pose = None
-        if inputs.audio is not None and len(inputs.audio):
-            n = num_video_frames(len(inputs.audio), fps, SAMPLE_RATE)
-        elif pose is not None:
-            n = len(pose)
-        else:
-            n = int(round(IDLE_SECONDS * fps))
-        n = max(1, n)
-        if pose is not None:
-            from models.instant.engine import driving_pose
-
-            pose = driving_pose(pose, n, fps)
-        return n, pose

@@ -1,11 +1,15 @@
-"""The main window: inputs on the left, the live preview in the middle, controls and history on the right."""
+"""The main window: inputs on the left, the live preview in the middle, settings and history on the right.
+
+It fits a 1280x720 screen: each column scrolls vertically instead of widening, rows wrap, and the
+right column is two tabs (settings, history).
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import sys
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,40 +31,43 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSlider,
     QSplitter,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from app.audio_io import Player
 from app.controls import ControlsPanel
-from app.jobs import ASPECTS, EXPORT_QUALITY, GenerationJob, JobOutcome, crop_to_aspect, export_run, new_run_dir
+from app.history import RunRecord, record_audio, scan_runs
+from app.jobs import ASPECTS, GenerationJob, JobOutcome, crop_to_aspect
 from app.live import LiveInputs, LivePreview
 from app.panels import AudioPanel, PosePanel, ReferencePanel
 from app.settings import AppSettings
 from app.widgets import PreviewPlayer, to_qimage
 from app.worker import GenerationWorker, TaskRunner, WorkerHost
+from models.engines.writer import EXPORT_QUALITY, export_run, new_run_dir
+from models.media import SAMPLE_RATE
 
-FPS = 25.0
+EXAMPLES = Path(__file__).resolve().parent.parent / "resources" / "examples"
+FIRST_HINT = ("Open a picture and an audio file (or record), then Generate. New here? File > Open the example.")
+MIN_SIZE = (1280, 720)  # the window fits a laptop screen; tests hold it to this
+LIVE_REST_S = 15.0  # the live preview rests at the end of a loop once it has played this long unchanged
 
 
-@dataclass
-class RunRecord:
-    """One take in the session's history."""
+def _vscroll(widget: QWidget) -> QScrollArea:
+    """A column that scrolls vertically and never widens beyond its content's minimum width."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setWidget(widget)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    return area
 
-    run_dir: Path
-    settings: dict
-    seed: int | None = None
-    fps: float = FPS
-    audio: np.ndarray | None = None
-    thumbnail: np.ndarray | None = None
-    segments: int = 0
-    status: str = "running"
-    extra: dict = field(default_factory=dict)
 
-    def summary(self) -> str:
-        s = self.settings
-        return (f"seed {self.seed}  steps {s.get('steps')}  aCFG {s.get('cfg_audio')}  tCFG {s.get('cfg_text')}\n"
-                f"{s.get('anneal')} {s.get('anneal_strength')}  {self.segments} seg  {self.status}")
+def _fit_width(area: QScrollArea) -> None:
+    """The scroll area is at least as wide as its content's minimum (plus the vertical scroll bar)."""
+    bar = area.verticalScrollBar().sizeHint().width()
+    area.setMinimumWidth(area.widget().minimumSizeHint().width() + bar + 2 * area.frameWidth())
 
 
 def format_eta(seconds: float) -> str:
@@ -75,6 +82,7 @@ class MainWindow(QMainWindow):
     # Listen here rather than to the worker's own signals, which reach other threads' listeners first.
     runFinished = Signal(object)  # JobOutcome
     runFailed = Signal(str)  # message
+    historyRestored = Signal(int)  # takes read back from the sessions folder
 
     def __init__(self, settings: AppSettings | None = None, stream_factory=None, audio_status=None,
                  pose_source_factory=None, engine_factories=None, first_run_check: bool = True) -> None:
@@ -84,6 +92,7 @@ class MainWindow(QMainWindow):
         self.tasks = TaskRunner(self)
         self.player = Player()
         self.history: list[RunRecord] = []
+        self._restored: list[RunRecord] = []  # the history's records read from earlier sessions
         self.current: RunRecord | None = None
         self.busy = False
         self._closed = False
@@ -136,13 +145,19 @@ class MainWindow(QMainWindow):
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.step_bar = QProgressBar()
-        self.step_bar.setFormat("step %v/%m")
         self.segment_bar = QProgressBar()
-        self.segment_bar.setFormat("segment %v/%m")
+        self._reset_progress()
         self.eta_label = QLabel("")
-        self.status_label = QLabel("Open a picture and an audio file (or record), then Generate. "
-                                   "New here? File > Open the example.")
+        self.status_label = QLabel(FIRST_HINT)
         self.status_label.setWordWrap(True)
+        # The length cap, said before a run and after a take it cut, with one click to render it all.
+        self.length_note = QLabel("")
+        self.length_note.setWordWrap(True)
+        self.length_note.setStyleSheet("color: #d08000")
+        self.render_all_btn = QPushButton("Render all")
+        self.render_all_btn.setToolTip("Set Length to the whole audio and generate again")
+        self.length_note.setVisible(False)
+        self.render_all_btn.setVisible(False)
         self.quality = QComboBox()
         self.quality.addItems(list(EXPORT_QUALITY))
         self.quality.setCurrentText(str(self.settings.get("export_quality")))
@@ -153,11 +168,13 @@ class MainWindow(QMainWindow):
         self.open_folder_btn = QPushButton("Open output folder")
 
         self.history_list = QListWidget()
-        self.history_list.setIconSize(QSize(72, 72))
-        self.history_list.setMinimumHeight(160)
+        self.history_list.setIconSize(QSize(64, 64))
+        self.history_list.setWordWrap(True)
+        self.history_list.setMinimumHeight(120)
         self.show_run_btn = QPushButton("Show")
         self.use_settings_btn = QPushButton("Use its settings")
-        self.use_settings_btn.setToolTip("Load this take's settings and seed: change one slider, then Generate.")
+        self.use_settings_btn.setToolTip("Load this take's picture, audio, settings and seed: change one, "
+                                         "then Generate.")
 
         # -- layout ----------------------------------------------------------------------------------
         left = QWidget()
@@ -166,64 +183,78 @@ class MainWindow(QMainWindow):
         ll.addWidget(self.audio, 0)
         ll.addWidget(self.pose, 0)
         self.pose.modeChanged.connect(lambda m: ll.setStretchFactor(self.pose, 0 if m == PosePanel.NONE else 2))
-        left_scroll = QScrollArea()
-        left_scroll.setWidgetResizable(True)
-        left_scroll.setWidget(left)
-        left_scroll.setMinimumWidth(380)
+        self.left_scroll = _vscroll(left)
 
         mid = QWidget()
         ml = QVBoxLayout(mid)
         ml.addWidget(self.preview, 1)
         live_row = QHBoxLayout()
         live_row.addWidget(self.live_check)
-        live_row.addWidget(QLabel("Lips"))
-        live_row.addWidget(self.live_lips, 1)
-        live_row.addWidget(QLabel("Sway"))
-        live_row.addWidget(self.live_sway, 1)
+        live_row.addStretch(1)
         live_row.addWidget(self.live_sound)
         ml.addLayout(live_row)
+        slider_row = QHBoxLayout()
+        slider_row.addWidget(QLabel("Lips"))
+        slider_row.addWidget(self.live_lips, 1)
+        slider_row.addWidget(QLabel("Sway"))
+        slider_row.addWidget(self.live_sway, 1)
+        ml.addLayout(slider_row)
         ml.addWidget(self.live_note)
         run_row = QHBoxLayout()
         run_row.addWidget(self.generate_btn, 2)
         run_row.addWidget(self.cancel_btn, 1)
         ml.addLayout(run_row)
-        ml.addWidget(self.step_bar)
-        ml.addWidget(self.segment_bar)
-        ml.addWidget(self.eta_label)
+        bars = QHBoxLayout()
+        bars.addWidget(self.step_bar, 1)
+        bars.addWidget(self.segment_bar, 1)
+        bars.addWidget(self.eta_label)
+        ml.addLayout(bars)
+        length_row = QHBoxLayout()
+        length_row.addWidget(self.length_note, 1)
+        length_row.addWidget(self.render_all_btn)
+        ml.addLayout(length_row)
         ml.addWidget(self.status_label)
         exp_row = QHBoxLayout()
         exp_row.addWidget(QLabel("Quality"))
         exp_row.addWidget(self.quality)
         exp_row.addWidget(self.export_png)
-        exp_row.addWidget(self.export_btn)
-        exp_row.addWidget(self.open_folder_btn)
+        exp_row.addStretch(1)
         ml.addLayout(exp_row)
+        exp_row2 = QHBoxLayout()
+        exp_row2.addWidget(self.export_btn)
+        exp_row2.addWidget(self.open_folder_btn)
+        ml.addLayout(exp_row2)
+        self.mid_scroll = _vscroll(mid)
 
-        right = QWidget()
-        rl = QVBoxLayout(right)
-        rl.addWidget(self.controls)
-        rl.addWidget(QLabel("History (this session)"))
-        rl.addWidget(self.history_list, 1)
+        self.settings_scroll = _vscroll(self.controls)
+        hist = QWidget()
+        hl = QVBoxLayout(hist)
+        self.history_note = QLabel("")
+        self.history_note.setWordWrap(True)
+        self.history_note.setStyleSheet("color: #707070")
+        hl.addWidget(self.history_note)
+        hl.addWidget(self.history_list, 1)
         hrow = QHBoxLayout()
         hrow.addWidget(self.show_run_btn)
         hrow.addWidget(self.use_settings_btn)
-        rl.addLayout(hrow)
-        right_scroll = QScrollArea()
-        right_scroll.setWidgetResizable(True)
-        right_scroll.setWidget(right)
-        right_scroll.setMinimumWidth(520)
-        right_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        hl.addLayout(hrow)
+        self.side_tabs = QTabWidget()
+        self.side_tabs.addTab(self.settings_scroll, "Settings")
+        self.side_tabs.addTab(hist, "History")
 
         split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(left_scroll)
-        split.addWidget(mid)
-        split.addWidget(right_scroll)
+        split.setChildrenCollapsible(False)
+        split.addWidget(self.left_scroll)
+        split.addWidget(self.mid_scroll)
+        split.addWidget(self.side_tabs)
         split.setStretchFactor(1, 1)
-        split.setSizes([400, 600, 540])
+        self.splitter = split
         self.setCentralWidget(split)
         self._build_menu()
-        self.resize(1500, 920)
+        for area in (self.left_scroll, self.mid_scroll, self.settings_scroll):
+            _fit_width(area)
+        split.setSizes([340, 620, 400])
+        self._fit_screen()
 
         # -- wiring ----------------------------------------------------------------------------------
         self.generate_btn.clicked.connect(self.generate)
@@ -247,10 +278,29 @@ class MainWindow(QMainWindow):
         self._mic_timer.setInterval(33)
         self._mic_timer.timeout.connect(self._feed_mic)
         self._mic_pos = 0
-        self.preview.play_btn.toggled.connect(lambda on: self._take_shown() if on else None)
+        self.preview.play_btn.toggled.connect(self._play_toggled)
+        self.render_all_btn.clicked.connect(self.render_all)
+        for sig in (self.audio.audioChanged, self.pose.poseChanged, self.controls.changed):
+            sig.connect(self._update_length_note)
+        self.reference.referenceChanged.connect(self._picture_changed)
+        self.history_list.currentRowChanged.connect(lambda _r: self._history_buttons())
+        self._live_since = time.monotonic()  # when the live preview's inputs last changed
+        self._live_loops = 0  # loop starts since then
+        self.live_rest_s = LIVE_REST_S
+        self._history_buttons()
         self._restore_inputs()
+        self.restore_history()
         if first_run_check and not self.settings.get("system_checked", False):
             QTimer.singleShot(500, self.show_system_check)
+
+    def _fit_screen(self) -> None:
+        """At most MIN_SIZE as the minimum, and a first size that fits the screen it opens on."""
+        self.setMinimumSize(min(self.minimumSizeHint().width(), MIN_SIZE[0]),
+                            min(self.minimumSizeHint().height(), MIN_SIZE[1]))
+        screen = self.screen() or QApplication.primaryScreen()
+        avail = screen.availableGeometry().size() if screen is not None else QSize(1500, 920)
+        self.resize(max(self.minimumWidth(), min(1500, avail.width())),
+                    max(self.minimumHeight(), min(920, avail.height())))
 
     # -- menu --------------------------------------------------------------------------------------------
 
@@ -289,14 +339,15 @@ class MainWindow(QMainWindow):
         self.addAction(c)
 
     def open_example(self) -> None:
-        """The bundled example: a toon picture and its espeak-ng speech, to try everything at once."""
-        root = Path(__file__).resolve().parent.parent / "resources" / "examples"
-        image, speech = root / "toon.png", root / "speech.wav"
+        """The bundled example, as the CLI's: a toon picture, its espeak-ng speech and its pose take."""
+        image, speech, pose = EXAMPLES / "toon.png", EXAMPLES / "speech.wav", EXAMPLES / "pose.npy"
         if not (image.is_file() and speech.is_file()):
-            self._warn("Example missing", f"{root}: the example files are not there (a partial install?).")
+            self._warn("Example missing", f"{EXAMPLES}: the example files are not there (a partial install?).")
             return
         self.reference.load(str(image))
         self.audio.load(str(speech))
+        if pose.is_file():
+            self.pose.load_pose_file(str(pose))
 
     # -- inputs remembered between runs ------------------------------------------------------------------
 
@@ -316,12 +367,13 @@ class MainWindow(QMainWindow):
             self._warn("Nothing to animate", "Open or drop a reference picture first.")
             return None
         audio = self.audio.trimmed()
-        pose = self.pose.pose_for(FPS)
+        fps = self.controls.output_fps()
+        pose = self.pose.pose_for(fps)
         if (audio is None or len(audio) == 0) and pose is None:
             self._warn("Nothing drives the animation",
                        "Load or record audio, or record a pose take / open a driving video.")
             return None
-        gs = self.controls.generation_settings(FPS)
+        gs = self.controls.generation_settings(fps)
         values = self.controls.values()
         values["trim"] = list(self.audio.trim())
         values["audio_file"] = self.audio.path
@@ -331,6 +383,44 @@ class MainWindow(QMainWindow):
                              settings=gs, model=self.controls.model_choice(), device=values["device"],
                              dtype=values["dtype"], engine=values["engine"], cpu_threads=values["cpu_threads"],
                              ui_settings=values)
+
+    def length_cut(self) -> tuple[float, float] | None:
+        """(rendered, audio) seconds when the Length cap cuts the audio, else None."""
+        audio = self.audio.trimmed()
+        cap = self.controls.max_seconds.value()
+        if audio is None or not len(audio) or cap <= 0:
+            return None
+        total = len(audio) / SAMPLE_RATE
+        return (cap, total) if cap < total - 0.5 / self.controls.output_fps() else None
+
+    def _update_length_note(self, *_args) -> None:
+        cut = self.length_cut()
+        take = self._cut_take()
+        if take is not None:
+            got, total = take
+            self.length_note.setText(f"This take is {got:.1f} s of {total:.1f} s of audio (the Length cap).")
+        elif cut is not None:
+            self.length_note.setText(f"Length cap: renders the first {cut[0]:.1f} s of {cut[1]:.1f} s of audio.")
+        self.length_note.setVisible(take is not None or cut is not None)
+        self.render_all_btn.setVisible(take is not None or cut is not None)
+        total = (take or cut or (0, 0))[1]
+        self.render_all_btn.setText(f"Render all {total:.1f} s")
+        self.render_all_btn.setEnabled(not self.busy)
+
+    def _cut_take(self) -> tuple[float, float] | None:
+        """(take, audio) seconds when the take shown is shorter than its audio, else None."""
+        rec = self.current
+        if (rec is None or not self._showing_take or rec.status == "running" or rec.audio is None
+                or not rec.num_frames):
+            return None  # no take in the preview (the inputs changed since): the cap itself is said
+        got, total = rec.num_frames / rec.fps, len(rec.audio) / SAMPLE_RATE
+        return (got, total) if got < total - 1.0 / rec.fps else None
+
+    def render_all(self) -> bool:
+        """One click: no Length cap, and generate the whole audio."""
+        self.controls.apply({"max_seconds": 0.0})
+        self._update_length_note()
+        return self.generate()
 
     def generate(self) -> bool:
         if self.busy:
@@ -344,17 +434,16 @@ class MainWindow(QMainWindow):
         except OSError as e:
             self._warn("Cannot write the session folder", f"{self.settings.sessions_dir}: {e}")
             return False
-        rec = RunRecord(job.run_dir, dict(job.ui_settings), job.settings.seed, FPS, job.audio)
+        rec = RunRecord(job.run_dir, dict(job.ui_settings), job.settings.seed, job.settings.fps, job.audio,
+                        model_label=job.model.label if job.model is not None else "")
         self.current = rec
-        self.preview.clear(FPS, job.audio)
+        self.preview.clear(job.settings.fps, job.audio)
         self._showing_take = False
-        self._update_live(LiveInputs(job.image, job.audio, job.pose, FPS, job.settings.seed or 0))
-        self.step_bar.setRange(0, job.settings.steps)
-        self.step_bar.setValue(0)
-        self.segment_bar.setRange(0, 1)
-        self.segment_bar.setValue(0)
+        self._update_live(LiveInputs(job.image, job.audio, job.pose, job.settings.fps, job.settings.seed or 0))
+        self._reset_progress()
         self.eta_label.setText("")
         self._set_busy(True)
+        self._update_length_note()
         self.worker.request.emit(job)
         return True
 
@@ -367,12 +456,23 @@ class MainWindow(QMainWindow):
         self.busy = busy
         self.generate_btn.setEnabled(not busy)
         self.cancel_btn.setEnabled(busy)
+        self.render_all_btn.setEnabled(not busy)
         self.generate_btn.setText("Generating..." if busy else "Generate")
+
+    def _reset_progress(self) -> None:
+        """Empty bars (before a run, and after one that was cancelled or failed)."""
+        for bar, what in ((self.step_bar, "step"), (self.segment_bar, "segment")):
+            bar.setRange(0, 1)
+            bar.setValue(0)
+            bar.setFormat(what)
 
     def _on_status(self, text: str) -> None:
         self.status_label.setText(text)
 
     def _on_progress(self, seg: int, n_seg: int, step: int, steps: int, eta: float) -> None:
+        if not self.busy:
+            return  # a step reported after the run ended (cancel): the bars stay reset
+        self.step_bar.setFormat("step %v/%m")
         self.step_bar.setRange(0, steps)
         self.step_bar.setValue(step)
         self.segment_bar.setRange(0, n_seg)
@@ -398,22 +498,28 @@ class MainWindow(QMainWindow):
         rec = self.current
         if rec is not None:
             rec.seed, rec.fps, rec.segments = out.seed, out.fps, out.segments_done
+            rec.num_frames, rec.size = out.num_frames, (out.width, out.height)
             rec.status = "cancelled" if out.cancelled else "done"
             rec.extra = {"video": str(out.video_path or ""), "seconds": out.seconds}
             self._add_history(rec)
         self.controls.show_used_seed(out.seed)
         self.eta_label.setText(f"{out.seconds:.1f} s")
         if out.cancelled:
+            self._reset_progress()
+            self.eta_label.setText("")
             self.status_label.setText(f"Cancelled: {out.segments_done} of {out.num_segments} segments kept in "
                                       f"{out.run_dir}.")
         else:
             self.status_label.setText(f"Done: {out.num_frames} frames, {out.width}x{out.height}, seed {out.seed}, "
                                       f"{out.seconds:.1f} s. Saved in {out.run_dir}.")
         self.export_btn.setEnabled(out.segments_done > 0)
+        self._update_length_note()
         self.runFinished.emit(out)
 
     def _on_failed(self, message: str, details: str, run_dir) -> None:
         self._set_busy(False)
+        self._reset_progress()
+        self.eta_label.setText("")
         rec = self.current
         kept = ""
         if rec is not None and rec.segments:
@@ -441,9 +547,10 @@ class MainWindow(QMainWindow):
         if self.reference.image is None:
             return None
         audio = self.audio.trimmed()
-        pose = self.pose.pose_for(FPS)
+        fps = self.controls.output_fps()
+        pose = self.pose.pose_for(fps)
         image, pose = crop_to_aspect(self.reference.image, pose, ASPECTS.get(self.controls.aspect.currentText()))
-        return LiveInputs(image, audio if audio is not None and len(audio) else None, pose, FPS,
+        return LiveInputs(image, audio if audio is not None and len(audio) else None, pose, fps,
                           int(self.controls.seed.value()))
 
     def _update_live(self, inputs: LiveInputs | None = None) -> None:
@@ -455,8 +562,34 @@ class MainWindow(QMainWindow):
             self._stop_live_sound()
             return
         self._live_audio = inputs.audio
+        self._live_since, self._live_loops = time.monotonic(), 0
         self.live.set_inputs(inputs)
         self.live.start()
+
+    def _live_must_follow(self) -> bool:
+        """The webcam or the microphone drives the live preview: it never rests then."""
+        return self.pose.capture is not None or self.audio.recorder is not None
+
+    def _rest_live(self) -> None:
+        """Nothing changed for a while: the live thread ends (no CPU) and the last frame stays."""
+        self.live.stop(wait=False)
+        self._stop_live_sound()
+        self.preview.label.setText("live preview resting")
+        self.live_note.setText("The live preview rests when nothing changes: press Play or change an input "
+                               "to watch it again.")
+
+    def _play_toggled(self, on: bool) -> None:
+        if not on:
+            return
+        if self.preview.frames:
+            self._take_shown()
+        elif self.live_check.isChecked() and not self.live.running:
+            self._showing_take = False
+            self._update_live()  # Play with no take: the live preview wakes up
+
+    def _picture_changed(self) -> None:
+        info = self.reference.info
+        self.controls.set_picture_framing(info.framing if info is not None and info.person_found else None)
 
     def _inputs_changed(self, *_args) -> None:
         if self.busy:
@@ -485,7 +618,13 @@ class MainWindow(QMainWindow):
         self.live.ack()
 
     def _on_live_loop(self, offset: float) -> None:
-        """The live loop (re)started: its sound starts with it (the microphone's sound is the room's)."""
+        """The live loop (re)started: its sound starts with it (the microphone's sound is the room's).
+        At a loop's end after ``live_rest_s`` without a change it rests instead."""
+        self._live_loops += 1
+        if (self._live_loops > 1 and time.monotonic() - self._live_since >= self.live_rest_s
+                and self.live.running and not self._live_must_follow()):
+            self._rest_live()
+            return
         if not (self.live_sound.isChecked() and self.live.running and not self._showing_take):
             return
         if self._live_audio is None or self.audio.recorder is not None:
@@ -539,36 +678,73 @@ class MainWindow(QMainWindow):
 
     # -- history -----------------------------------------------------------------------------------------
 
-    def _add_history(self, rec: RunRecord) -> None:
+    def restore_history(self) -> None:
+        """The takes of earlier sessions, read from the sessions folder on the task pool."""
+        root = self.settings.sessions_dir
+        self.history_note.setText(f"Reading the takes in {root}...")
+
+        def done(records) -> None:
+            known = {r.run_dir for r in self.history}
+            if self.current is not None:
+                known.add(self.current.run_dir)  # a run under way is this session's, not a restored one
+            for rec in records:
+                if rec.run_dir not in known:
+                    self._add_history(rec, restored=True)
+            self.history_note.setText(f"Takes in {root}" if self.history else f"No takes yet in {root}.")
+            self.historyRestored.emit(len(records))
+
+        self.tasks.submit(lambda: scan_runs(root), done,
+                          lambda e, _tb: self.history_note.setText(f"Cannot read the takes in {root}: {e}"))
+
+    def _add_history(self, rec: RunRecord, restored: bool = False) -> None:
         if rec in self.history:
             return
-        self.history.append(rec)
+        # Restored takes (oldest first) go before this session's, which are newer; a new one goes last.
+        pos = len(self._restored) if restored else len(self.history)
+        if restored:
+            self._restored.append(rec)
+        self.history.insert(pos, rec)
         item = QListWidgetItem(rec.summary())
         if rec.thumbnail is not None:
             item.setIcon(QIcon(QPixmap.fromImage(to_qimage(rec.thumbnail))))
-        item.setToolTip(json.dumps(rec.settings, indent=1, default=str))
-        self.history_list.addItem(item)
-        self.history_list.setCurrentRow(self.history_list.count() - 1)
+        item.setToolTip(f"{rec.run_dir}\n" + json.dumps(rec.settings, indent=1, default=str))
+        self.history_list.insertItem(pos, item)
+        if not restored:
+            self.history_list.setCurrentRow(pos)
+        self.side_tabs.setTabText(1, f"History ({len(self.history)})")
+        self._history_buttons()
+
+    def _history_buttons(self) -> None:
+        ok = 0 <= self.history_list.currentRow() < len(self.history)
+        self.show_run_btn.setEnabled(ok)
+        self.use_settings_btn.setEnabled(ok)
 
     def show_run(self, row: int) -> None:
-        """Load a take of the history into the preview (read on the task pool)."""
+        """Load a take of the history into the preview (frames and sound read on the task pool)."""
         if not 0 <= row < len(self.history):
             return
-        from app.jobs import load_run_frames
+        from models.engines.writer import load_run_frames
 
         rec = self.history[row]
 
-        def done(frames) -> None:
+        def work():
+            return load_run_frames(rec.run_dir), record_audio(rec)
+
+        def done(res) -> None:
+            frames, audio = res
+            rec.audio = audio
+            rec.num_frames = rec.num_frames or len(frames)
             self._take_shown()
-            self.preview.set_frames(frames, rec.fps, rec.audio)
+            self.preview.set_frames(frames, rec.fps, audio)
             self.current = rec
             self.export_btn.setEnabled(True)
-            self.status_label.setText(f"Showing take {row + 1}: {rec.run_dir}")
+            self.status_label.setText(f"Showing take {row + 1} ({rec.inputs()}): {rec.run_dir}")
+            self._update_length_note()
 
-        self.tasks.submit(lambda: load_run_frames(rec.run_dir), done,
-                          lambda e, _tb: self._warn("Cannot show this take", str(e)))
+        self.tasks.submit(work, done, lambda e, _tb: self._warn("Cannot show this take", str(e)))
 
     def use_run_settings(self, row: int) -> None:
+        """Back to a take: its settings and seed, and its picture and audio (with their trim)."""
         if not 0 <= row < len(self.history):
             return
         rec = self.history[row]
@@ -577,7 +753,28 @@ class MainWindow(QMainWindow):
             values["seed"] = rec.seed
             values["random_seed"] = False
         self.controls.apply(values)
-        self.status_label.setText(f"Settings of take {row + 1} loaded (seed {rec.seed}): change one, then Generate.")
+        missing = []
+        image = values.get("image_file") or ""
+        if image and image != self.reference.path:
+            if Path(image).is_file():
+                self.reference.load(image)
+            else:
+                missing.append(image)
+        audio = values.get("audio_file") or ""
+        trim = values.get("trim")
+        if audio and Path(audio).is_file():
+            if audio != self.audio.path:
+                self.audio.load(audio, trim)
+            elif trim:
+                self.audio.wave.set_trim(*trim)
+        elif audio:
+            missing.append(audio)
+        text = f"Take {row + 1} loaded ({rec.inputs()}, seed {rec.seed}): change one setting, then Generate."
+        if not audio and self.audio.audio is not None:
+            text += " Its audio was a recording: the current audio stays."
+        if missing:
+            text += " Not found: " + ", ".join(missing) + "."
+        self.status_label.setText(text)
 
     # -- export ------------------------------------------------------------------------------------------
 
@@ -585,7 +782,7 @@ class MainWindow(QMainWindow):
         if self.current is None or not self.current.segments:
             self._warn("Nothing to export", "Generate a take first.")
             return
-        d = self.settings.export_dir
+        d = self.settings.export_dir  # always an existing folder (~/Videos/OmniHuman, else home)
         default = str(d / f"{self.current.run_dir.name}.mp4")
         path, _ = QFileDialog.getSaveFileName(self, "Export video", default, "MP4 video (*.mp4)")
         if path:
@@ -600,14 +797,16 @@ class MainWindow(QMainWindow):
         meta = {"settings": rec.settings, "seed": rec.seed, "run_dir": str(rec.run_dir)}
         self.status_label.setText("Exporting...")
 
+        def work():
+            return export_run(rec.run_dir, Path(path), record_audio(rec), rec.fps, quality, png, meta)
+
         def done(res):
             self.status_label.setText(f"Exported {res.video}" + (f" and frames in {res.frames_dir}"
                                                                  if res.frames_dir else ""))
             if on_done:
                 on_done(res)
 
-        self.tasks.submit(lambda: export_run(rec.run_dir, Path(path), rec.audio, rec.fps, quality, png, meta),
-                          done, lambda e, _tb: self._warn("Export failed", str(e)))
+        self.tasks.submit(work, done, lambda e, _tb: self._warn("Export failed", str(e)))
 
     def open_output_folder(self) -> None:
         d = self.current.run_dir if self.current is not None else self.settings.sessions_dir
@@ -626,15 +825,25 @@ class MainWindow(QMainWindow):
         from app.syscheck import SystemCheckDialog, system_checks
 
         self.settings.set("system_checked", True)
-        self.status_label.setText("Checking the system...")
+        before = self.status_label.text()
+        checking = "Checking the system..."
+        self.status_label.setText(checking)
+
+        def restore() -> None:  # the hint (or whatever was said) comes back unless something newer replaced it
+            if self.status_label.text() == checking:
+                self.status_label.setText(before)
 
         def done(rows):
-            self.status_label.setText("")
+            restore()
             self.syscheck_dialog = SystemCheckDialog(rows, self)
             self.syscheck_dialog.show()
 
-        self.tasks.submit(lambda: system_checks(self.settings.model_dirs), done,
-                          lambda e, _tb: self._warn("System check failed", str(e)))
+        def failed(e, _tb):
+            restore()
+            self._warn("System check failed", str(e))
+
+        threads = self.controls.cpu_threads.value()
+        self.tasks.submit(lambda: system_checks(self.settings.model_dirs, threads), done, failed)
 
     # -- misc --------------------------------------------------------------------------------------------
 

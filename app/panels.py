@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -22,18 +24,19 @@ from PySide6.QtWidgets import (
 
 from app.widgets import ImageView, WaveformView
 from app.worker import TaskRunner, user_message
-from models.media import SAMPLE_RATE
+from models.media import DEFAULT_FPS, SAMPLE_RATE
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
 MEDIA_FILTER = "Audio or video (*.wav *.mp3 *.flac *.ogg *.m4a *.aac *.mp4 *.mov *.mkv *.webm *.avi);;All files (*)"
-VIDEO_FILTER = "Video (*.mp4 *.mov *.mkv *.webm *.avi);;All files (*)"
+VIDEO_FILTER = ("Video or pose take (*.mp4 *.mov *.mkv *.webm *.avi *.npy);;Video (*.mp4 *.mov *.mkv *.webm *.avi);;"
+                "Pose take, keypoints (T, K, 3) (*.npy);;All files (*)")
 
 
 def draw_reference_overlay(image: np.ndarray, info) -> np.ndarray:
     """The reference with the detected person's box and skeleton (what the model will animate)."""
     import cv2
 
-    from models.conditions.keypoints import draw_skeleton
+    from models.keypoints import draw_skeleton
 
     h, w = image.shape[:2]
     s = min(1.0, 512 / max(h, w))
@@ -114,7 +117,14 @@ class ReferencePanel(QGroupBox):
         self.referenceChanged.emit()
 
     def _failed(self, exc, _tb) -> None:
-        self.info_label.setText("")
+        """The old picture goes: what is shown is what would be animated, and that is nothing now."""
+        had = self.image is not None
+        self.path, self.image, self.info = "", None, None
+        self.view.set_image(None)
+        self.info_label.setText(f"Could not open that picture: {user_message(exc)} Open another one.")
+        self.info_label.setStyleSheet("color: #d08000")
+        if had:
+            self.referenceChanged.emit()
         _message_box(self, "Cannot use this picture", user_message(exc))
 
 
@@ -187,15 +197,20 @@ class AudioPanel(QGroupBox):
         if path:
             self.load(path)
 
-    def load(self, path: str) -> None:
+    def load(self, path: str, trim: tuple[float, float] | None = None) -> None:
+        """Decode on the task pool; ``trim`` (start, end seconds) is set once it is loaded."""
         from models.media import read_audio
 
         self.msg.setText("Decoding audio...")
-        self.tasks.submit(lambda: read_audio(path), lambda a: self.set_audio(a, path), self._failed)
+        self.tasks.submit(lambda: read_audio(path), lambda a: self.set_audio(a, path, trim), self._failed)
 
-    def set_audio(self, audio: np.ndarray | None, path: str = "") -> None:
+    def set_audio(self, audio: np.ndarray | None, path: str = "", trim: tuple[float, float] | None = None) -> None:
         self.audio, self.path = audio, path
         self.wave.set_audio(audio, SAMPLE_RATE)
+        if audio is not None and trim:
+            self.wave.blockSignals(True)
+            self.wave.set_trim(float(trim[0]), float(trim[1]))
+            self.wave.blockSignals(False)
         if audio is not None:
             self.msg.setText(f"{path or 'recording'}: {len(audio) / SAMPLE_RATE:.2f} s. Drag the yellow "
                              "handles to trim.")
@@ -306,15 +321,16 @@ class PosePanel(QGroupBox):
         self.capture = None
         self.take_kp: np.ndarray | None = None  # (T, K, 3) in the driver frame
         self.take_frames: list[np.ndarray] = []
-        self.take_fps = 25.0
+        self.take_fps = DEFAULT_FPS
         self.take_aspect = 1.0
         self.retargeted: np.ndarray | None = None  # (T, K, 3) in the reference frame
+        self.take_in_reference = False  # the take is already in the reference's frame (a pose file)
         self.live_aspect = 4 / 3  # width / height of the camera's frames, from the first one
         self._countdown = 0
 
         self.mode_group = QButtonGroup(self)
         modes = QHBoxLayout()
-        for i, name in enumerate(("None", "Webcam", "Video file")):
+        for i, name in enumerate(("None", "Webcam", "File")):
             rb = QRadioButton(name)
             self.mode_group.addButton(rb, i)
             modes.addWidget(rb)
@@ -330,33 +346,49 @@ class PosePanel(QGroupBox):
         self.take_secs.setSuffix(" s")
         self.take_secs.setValue(float(settings.get("take_seconds")))
         self.take_btn = QPushButton("Record take")
-        self.video_btn = QPushButton("Open video...")
+        self.video_btn = QPushButton("Open video or pose...")
+        self.video_btn.setToolTip("A video of a person (its poses are extracted and retargeted) or a pose take "
+                                  "(.npy keypoints in the picture's frame, as the CLI's --pose)")
         self.clear_btn = QPushButton("Clear pose")
         self.live = ImageView("Live view with the detected skeleton")
         self.review = ImageView("The take, with its skeleton")
-        self.retarget_view = ImageView("The take retargeted onto the reference")
+        self.retarget_view = ImageView("The take on the reference")
+        for view in (self.review, self.retarget_view):
+            view.setMinimumSize(120, 90)
         self.review_slider = QSlider(Qt.Orientation.Horizontal)
         self.msg = QLabel("No pose: the body moves on its own (audio-driven).")
         self.msg.setWordWrap(True)
         self.progress = QProgressBar()
         self.progress.setVisible(False)
 
+        # Narrow rows: webcam mode must not widen the left column (it fits a 1280-px screen).
+        self.camera_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.camera_box.setMinimumContentsLength(8)
         lay = QVBoxLayout(self)
         lay.addLayout(modes)
         cam_row = QHBoxLayout()
-        for wdg in (self.camera_box, self.refresh_btn, self.mirror, self.live_btn):
-            cam_row.addWidget(wdg)
+        cam_row.addWidget(self.camera_box, 1)
+        cam_row.addWidget(self.refresh_btn)
         lay.addLayout(cam_row)
+        cam_row2 = QHBoxLayout()
+        cam_row2.addWidget(self.live_btn)
+        cam_row2.addWidget(self.mirror)
+        cam_row2.addStretch(1)
+        lay.addLayout(cam_row2)
         take_row = QHBoxLayout()
-        self.take_label = QLabel("Take length")
+        self.take_label = QLabel("Take")
         take_row.addWidget(self.take_label)
         take_row.addWidget(self.take_secs)
         take_row.addWidget(self.take_btn)
-        take_row.addWidget(self.video_btn)
-        take_row.addWidget(self.clear_btn)
+        take_row.addStretch(1)
         lay.addLayout(take_row)
+        file_row = QHBoxLayout()
+        file_row.addWidget(self.video_btn)
+        file_row.addWidget(self.clear_btn)
+        file_row.addStretch(1)
+        lay.addLayout(file_row)
+        lay.addWidget(self.live, 2)
         views = QHBoxLayout()
-        views.addWidget(self.live)
         views.addWidget(self.review)
         views.addWidget(self.retarget_view)
         lay.addLayout(views, 1)
@@ -395,6 +427,7 @@ class PosePanel(QGroupBox):
         self.video_btn.setVisible(mode == self.VIDEO)
         for wdg in (self.review, self.retarget_view, self.review_slider, self.clear_btn):
             wdg.setVisible(mode != self.NONE)
+        self.review.setVisible(mode != self.NONE and not (self.take_in_reference and not self.take_frames))
         if cam and self.camera_box.count() == 0:
             self.refresh_cameras()
         if not cam:
@@ -405,16 +438,20 @@ class PosePanel(QGroupBox):
         self.poseChanged.emit()
 
     def refresh_cameras(self) -> None:
-        from app.capture import list_cameras
+        from models.sources import list_cameras
 
         self.camera_box.clear()
         cams = list_cameras()
-        for idx, name in cams:
-            self.camera_box.addItem(name, idx)
-        if not cams and self.source_factory is None:
-            self.msg.setText("No camera found. Connect a webcam and press Refresh, or use a video file.")
+        for cam in cams:
+            self.camera_box.addItem(f"{cam.name} ({cam.device})" if cam.device else cam.name, cam.index)
+        has = bool(cams) or self.source_factory is not None
+        for b in (self.live_btn, self.take_btn):
+            b.setEnabled(has)  # no camera: nothing to count down for
+            b.setToolTip("" if has else "No camera found: connect a webcam and press Refresh.")
+        if not has:
+            self.msg.setText("No camera found. Connect a webcam and press Refresh, or use a file.")
         else:
-            self.msg.setText(f"{len(cams)} camera(s). Start the camera, then record a take.")
+            self.msg.setText(f"{len(cams) or 1} camera(s). Start the camera, then record a take.")
 
     # -- live ----------------------------------------------------------------------------------------
 
@@ -490,6 +527,8 @@ class PosePanel(QGroupBox):
     def start_countdown(self) -> None:
         if self.capture is None:
             self.start_live()
+        if self.capture is None:  # no camera could start: say so now, not after a countdown
+            return
         self._countdown = int(self.settings.get("countdown"))
         self.msg.setText(f"Recording in {self._countdown}...")
         if self._countdown <= 0:
@@ -519,9 +558,26 @@ class PosePanel(QGroupBox):
     # -- video file ----------------------------------------------------------------------------------
 
     def _open_video(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open driving video", "", VIDEO_FILTER)
-        if path:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a driving video or a pose take", "", VIDEO_FILTER)
+        if path.lower().endswith(".npy"):
+            self.load_pose_file(path)
+        elif path:
             self.load_video(path)
+
+    def load_pose_file(self, path: str, fps: float = DEFAULT_FPS) -> None:
+        """A pose take from a ``(T, K, 3)`` keypoint file in the picture's frame (the CLI's ``--pose``)."""
+        from models.commands.generate import load_pose_file
+        from models.errors import UserError
+
+        try:
+            kp = load_pose_file(path)
+        except UserError as e:
+            _message_box(self, "Cannot use this pose take", str(e))
+            return
+        if self.mode != self.VIDEO:
+            self.set_mode(self.VIDEO)
+        self.set_take(kp, [], fps, self.reference.info.aspect if self.reference.info else 1.0,
+                      os.path.basename(path), in_reference=True)
 
     def load_video(self, path: str) -> None:
         self.progress.setVisible(True)
@@ -566,8 +622,12 @@ class PosePanel(QGroupBox):
 
     # -- take, review, retarget ----------------------------------------------------------------------
 
-    def set_take(self, kp: np.ndarray, frames: list[np.ndarray], fps: float, aspect: float, what: str) -> None:
+    def set_take(self, kp: np.ndarray, frames: list[np.ndarray], fps: float, aspect: float, what: str,
+                 in_reference: bool = False) -> None:
+        """``in_reference``: the keypoints are in the picture's frame already (not retargeted)."""
         self.take_kp, self.take_frames, self.take_fps, self.take_aspect = kp, frames, fps, aspect
+        self.take_in_reference = in_reference
+        self.review.setVisible(self.mode != self.NONE and bool(frames))  # a pose file has no driver frames
         self.review_slider.setRange(0, len(kp) - 1)
         self.review_slider.setValue(0)
         self.msg.setText(f"{what}: {len(kp)} frames at {fps:.1f} fps ({len(kp) / fps:.1f} s). Scrub to review.")
@@ -575,6 +635,7 @@ class PosePanel(QGroupBox):
 
     def clear_take(self) -> None:
         self.take_kp, self.take_frames, self.retargeted = None, [], None
+        self.take_in_reference = False
         self.review.set_image(None)
         self.retarget_view.set_image(None)
         self.review_slider.setRange(0, 0)
@@ -582,7 +643,9 @@ class PosePanel(QGroupBox):
 
     def _update_retarget(self) -> None:
         self.retargeted = None
-        if self.take_kp is not None and self.reference.info is not None:
+        if self.take_kp is not None and self.take_in_reference:
+            self.retargeted = self.take_kp
+        elif self.take_kp is not None and self.reference.info is not None:
             from models.conditions.retarget import retarget
 
             info = self.reference.info
@@ -597,7 +660,7 @@ class PosePanel(QGroupBox):
         self.poseChanged.emit()
 
     def _show_review(self, i: int) -> None:
-        from models.conditions.keypoints import draw_skeleton
+        from models.keypoints import draw_skeleton
 
         if self.take_kp is None or not len(self.take_kp):
             return
@@ -612,7 +675,7 @@ class PosePanel(QGroupBox):
         """The retargeted pose resampled to the output fps, or None when no pose drives the body."""
         if self.mode == self.NONE or self.take_kp is None:
             return None
-        from models.conditions.keypoints import resample_keypoints
+        from models.keypoints import resample_keypoints
 
         kp = self.retargeted if self.retargeted is not None else self.take_kp
         n = max(1, int(round(len(kp) * fps / self.take_fps)))

@@ -12,23 +12,20 @@ APP = "OmniHuman Studio"
 
 # Generation controls the app remembers; the keys are the widget names in app.controls.
 DEFAULTS: dict[str, object] = {
-    "engine": "OmniHuman model",
+    "engine": "",  # "": picked for the picture (app.controls.default_engine) until the user picks one
     "model": "",  # ModelChoice.key; empty: the first in the list
     "device": "cpu",
     "dtype": "float32",
     "cpu_threads": 0,  # 0: all cores but one, which stays free for the UI and the camera
     "text": "",
-    "cfg_audio": 4.5,
-    "cfg_text": 3.0,
-    "anneal": "cosine",
-    "anneal_strength": 0.6,
-    "steps": 20,
+    # steps, cfg_audio, cfg_text, anneal, anneal_strength: the selected model's (its config's sampling)
     "seed": 42,
     "random_seed": False,
-    "area": 128 * 128,
+    "area": 0,  # the model engine's frame area; 0: the model's own (its training size)
+    "instant_area": 0,  # the instant engine's; 0: the picture's own size (long side capped)
     "aspect": "from picture",
     "segment_frames": 0,  # 0: the model's own (the length of its training windows)
-    "max_seconds": 4.0,
+    "max_seconds": 0.0,  # 0: the whole audio; a cap is shown beside Generate and on every take it cut
     "export_quality": "high",
     "export_png": False,
     "mirror": True,
@@ -40,20 +37,34 @@ DEFAULTS: dict[str, object] = {
     "live_sound": False,  # the live preview plays its audio in step with the loop (off: no surprise sound at start)
 }
 
+# The named presets of the model engine's sampling; "default" is what a fresh install starts with, and
+# the panel shows which one the current values match (none: "custom").
+DEFAULT_PRESET = "default"
+MODEL_OWN = None  # a preset value that is the selected model's own
 PRESETS: dict[str, dict[str, object]] = {
-    "fast preview": {"steps": 8, "area": 96 * 96, "segment_frames": 0, "max_seconds": 2.0,
-                     "anneal": "cosine", "anneal_strength": 0.6},
-    "quality": {"steps": 30, "area": 128 * 128, "segment_frames": 0, "max_seconds": 0.0,
-                "anneal": "cosine", "anneal_strength": 0.6},
+    # Guidance and annealing stay the model's own (its config's sampling) unless a preset names them;
+    # a value of None (MODEL_OWN) is the selected model's own, read from its config by app.controls.
+    "fast preview": {"steps": 8, "area": 96 * 96, "segment_frames": 0, "max_seconds": 2.0},
+    DEFAULT_PRESET: {"steps": MODEL_OWN, "cfg_audio": MODEL_OWN, "cfg_text": MODEL_OWN, "anneal": MODEL_OWN,
+                     "anneal_strength": MODEL_OWN, "area": 0, "segment_frames": 0, "max_seconds": 0.0},
+    "quality": {"steps": 30, "area": 0, "segment_frames": 0, "max_seconds": 0.0},
 }
 
+# The model engine's frame sizes (pixel areas); 0 is the chosen model's own, named by the panel.
 AREAS: dict[str, int] = {
-    "64 px (test)": 64 * 64,
+    "64 px (test size)": 64 * 64,
     "96 px (fast)": 96 * 96,
-    "128 px (toon-s)": 128 * 128,
-    "256 px (GPU)": 256 * 256,
-    "480p (GPU, base)": 832 * 480,
-    "720p (GPU, large)": 1280 * 720,
+    "128 px": 128 * 128,
+    "256 px (GPU models)": 256 * 256,
+    "480p (base, GPU)": 832 * 480,
+    "720p (large, GPU)": 1280 * 720,
+}
+# The instant engine renders the picture itself: at its own size (long side capped by the engine's
+# MAX_SIDE, named in the label by app.controls), or smaller for speed.
+INSTANT_AREAS: dict[str, int] = {
+    "the picture's own": 0,
+    "about 640x480 (faster)": 640 * 480,
+    "about 320x240 (fastest)": 320 * 240,
 }
 SEGMENT_FRAMES = (9, 13, 17, 25, 33, 49)
 
@@ -106,8 +117,19 @@ class AppSettings:
 
     @property
     def export_dir(self) -> Path:
+        """Where Export opens: the last folder exported to, else ~/Videos/OmniHuman (created), else home.
+
+        A save dialog given a folder that does not exist opens in the working directory, so the
+        folder returned always exists."""
         d = self.get("export_dir", "")
-        return Path(d) if d else Path.home() / "Videos" / "OmniHuman"
+        if d and Path(d).is_dir():
+            return Path(d)
+        default = Path.home() / "Videos" / "OmniHuman"
+        try:
+            default.mkdir(parents=True, exist_ok=True)
+            return default
+        except OSError:
+            return Path.home()
 
     @property
     def model_dirs(self) -> list[str]:

@@ -19,12 +19,19 @@ class CheckRow:
     fix: str = ""
 
 
-def _torch_rows() -> list[CheckRow]:
+def _torch_rows(threads: int = 0) -> list[CheckRow]:
     try:
         import torch
     except ImportError:
         return [CheckRow("PyTorch", False, "not installed", "pip install torch (see pytorch.org for your GPU)")]
-    rows = [CheckRow("PyTorch", True, f"{torch.__version__}, {torch.get_num_threads()} CPU threads")]
+    from app.jobs import cpu_threads
+
+    # The configured count, not torch.get_num_threads(): a run sets that to its own and it would
+    # change from one check to the next.
+    cores = os.cpu_count() or 1
+    how = f"{threads} set" if threads > 0 else "auto: all cores but one"
+    rows = [CheckRow("PyTorch", True, f"{torch.__version__}; {cores} CPU cores, generation uses "
+                                      f"{cpu_threads(threads)} threads ({how})")]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
@@ -86,16 +93,16 @@ def _audio_rows() -> list[CheckRow]:
 
 
 def _camera_row() -> CheckRow:
-    from app.capture import list_cameras
+    from models.sources import list_cameras
 
     cams = list_cameras()
     if cams:
-        return CheckRow("Cameras", True, ", ".join(n for _, n in cams))
+        return CheckRow("Cameras", True, ", ".join(c.name for c in cams))
     return CheckRow("Cameras", None, "none found", "Connect a webcam for live pose; a video file works without one.")
 
 
 def _model_rows(extra_dirs: list[str]) -> list[CheckRow]:
-    from app.jobs import model_choices
+    from models.engines.registry import model_choices
 
     trained = [c for c in model_choices(extra_dirs) if c.trained]
     if trained:
@@ -105,8 +112,9 @@ def _model_rows(extra_dirs: list[str]) -> list[CheckRow]:
                      "Model > Add folder..., or train one with 'python main.py train'.")]
 
 
-def system_checks(extra_dirs: list[str] = ()) -> list[CheckRow]:
-    rows = _torch_rows()
+def system_checks(extra_dirs: list[str] = (), threads: int = 0) -> list[CheckRow]:
+    """Every check; ``threads`` is the Threads setting (0: auto)."""
+    rows = _torch_rows(threads)
     for fn in (_ffmpeg_row, _mediapipe_rows, _audio_rows, _camera_row):
         try:
             r = fn()

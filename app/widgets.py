@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from models.media import SAMPLE_RATE
+from models.media import DEFAULT_FPS, SAMPLE_RATE
 
 
 def to_qimage(rgb: np.ndarray) -> QImage:
@@ -223,7 +223,7 @@ class PreviewPlayer(QWidget):
     def __init__(self, player=None, parent=None) -> None:
         super().__init__(parent)
         self.view = ImageView("The generated video appears here, segment by segment, as it is made.")
-        self.view.setMinimumSize(320, 320)
+        self.view.setMinimumSize(320, 240)
         self.play_btn = QPushButton("Play")
         self.play_btn.setCheckable(True)
         from PySide6.QtWidgets import QCheckBox
@@ -232,7 +232,6 @@ class PreviewPlayer(QWidget):
         self.autoplay.setChecked(True)
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.label = QLabel("no video yet")
-        self.label.setMinimumWidth(150)
         self.sound_note = QLabel("")
         self.sound_note.setStyleSheet("color: #d08000")
         self.sound_note.setWordWrap(True)
@@ -240,18 +239,20 @@ class PreviewPlayer(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.play_btn)
         row.addWidget(self.slider, 1)
-        row.addWidget(self.label)
-        row.addWidget(self.autoplay)
+        row2 = QHBoxLayout()  # two rows, so the middle column stays narrow
+        row2.addWidget(self.label, 1)
+        row2.addWidget(self.autoplay)
         from PySide6.QtWidgets import QVBoxLayout
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.view, 1)
         lay.addLayout(row)
+        lay.addLayout(row2)
         lay.addWidget(self.sound_note)
         self.frames: list[np.ndarray] = []
         self.audio: np.ndarray | None = None
-        self.fps = 25.0
+        self.fps = DEFAULT_FPS
         self.segment_starts: list[int] = []
         self.audio_player = player
         self.timer = QTimer(self)
@@ -259,7 +260,7 @@ class PreviewPlayer(QWidget):
         self.play_btn.toggled.connect(self._toggle)
         self.slider.valueChanged.connect(self.show_frame)
 
-    def clear(self, fps: float = 25.0, audio: np.ndarray | None = None) -> None:
+    def clear(self, fps: float = DEFAULT_FPS, audio: np.ndarray | None = None) -> None:
         self.stop()
         self.frames, self.segment_starts = [], []
         self.fps, self.audio = fps, audio

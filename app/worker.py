@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slot
 
-from app.jobs import ENGINES, GenerationJob, JobState, run_job
+from app.jobs import GenerationJob, JobState, run_job
+from models.engines.registry import ENGINES
 
 
 def user_message(exc: BaseException) -> str:
@@ -47,7 +48,7 @@ class GenerationWorker(QObject):
 
     def __init__(self, engine_factories: dict[str, Callable] | None = None) -> None:
         super().__init__()
-        self._factories = dict(engine_factories or ENGINES)
+        self._factories = dict(engine_factories or {spec.name: spec.factory for spec in ENGINES.values()})
         self._engines: dict[str, object] = {}
         self._state: JobState | None = None
         self.request.connect(self._run)

@@ -29,7 +29,7 @@ from models.media import read_audio  # noqa: E402
 
 def swinging_arms(ref: np.ndarray, n: int, fps: float) -> np.ndarray:
     """The reference's pose with both forearms swinging +-35 degrees about the elbows."""
-    from models.conditions import keypoints as kpl
+    from models import keypoints as kpl
 
     pose = np.repeat(ref[None], n, 0).copy()
     for side, sign in (("left", 1), ("right", -1)):
@@ -45,8 +45,8 @@ def swinging_arms(ref: np.ndarray, n: int, fps: float) -> np.ndarray:
 
 
 def bench(label: str, engine, audio, pose, fps: float) -> None:
+    from models.engines import GenerationInputs, GenerationSettings
     from models.instant.engine import generate_instant
-    from models.pipeline import GenerationInputs, GenerationSettings
 
     n = int(len(audio) / 16000 * fps)
     track = engine.audio_track(audio, n, fps)

@@ -48,7 +48,8 @@ def run_child(args) -> dict:
 
     from models import media
     from models.checkpoint import DEFAULT_MODEL, load_model, random_model, resolve_model_path
-    from models.pipeline import Callbacks, GenerationInputs, GenerationSettings, generate
+    from models.engines import Callbacks, GenerationInputs, GenerationSettings
+    from models.pipeline import generate
     from models.threads import ThreadGovernor, available_cores, single_interop_thread
 
     policy = args.child
@@ -64,11 +65,11 @@ def run_child(args) -> dict:
         model = load_model(resolve_model_path(args.model or DEFAULT_MODEL), device="cpu")
     cfg = model.config
     seg = args.segment_frames or cfg.sampling.segment_frames
-    fps = cfg.cond.fps
+    fps, sample_rate = cfg.cond.fps, int(cfg.cond.sample_rate)
     frames = seg * args.segments
     image = media.read_image(os.path.join(ROOT, "resources", "examples", "toon.png"))
-    audio = media.read_audio(os.path.join(ROOT, "resources", "examples", "speech.wav"))
-    need = int(np.ceil(frames / fps * media.SAMPLE_RATE)) + 1
+    audio = media.read_audio(os.path.join(ROOT, "resources", "examples", "speech.wav"), sample_rate)
+    need = int(np.ceil(frames / fps * sample_rate)) + 1
     if len(audio) < need:
         audio = np.tile(audio, need // len(audio) + 1)
     audio = audio[:need]

@@ -22,8 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models.conditions.keypoints import NUM_KEYPOINTS  # noqa: E402
 from models.config import get_preset  # noqa: E402
+from models.keypoints import NUM_KEYPOINTS  # noqa: E402
 from models.training.recipe import parse_recipe  # noqa: E402
 from models.training.trainer import MOTION_FRAMES, Trainer  # noqa: E402
 

@@ -159,6 +159,24 @@ def read_notice(folder: str | os.PathLike) -> str:
     return notice if isinstance(notice, str) else ""
 
 
+def recommended_for(folder: str | os.PathLike, framing: str | None = None) -> bool:
+    """Whether the model of ``folder`` should be the default engine for a picture of ``framing``.
+
+    Data, not code: a model folder's config.json carries ``"recommended": true`` (every picture) or
+    a list of framings (``["portrait", "half"]``: pictures in its domain) once its evaluation passes
+    the bar its model card names. Without the key it is not recommended, so the app starts on the
+    instant engine; bundling a model that passes its bar with the key set is all it takes to switch.
+    """
+    try:
+        raw = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    rec = raw.get("recommended", False) if isinstance(raw, dict) else False
+    if isinstance(rec, list):
+        return framing in rec
+    return rec is True
+
+
 def list_models(extra_dirs: list[str | os.PathLike] = ()) -> list[ModelEntry]:
     """Bundled models under resources/models plus model folders in ``extra_dirs``."""
     out = []

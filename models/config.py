@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from models.conditions.keypoints import HEATMAP_CHANNELS
+from models.keypoints import HEATMAP_CHANNELS
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = 16000  # Hz: every audio track of the project (a model carries its own in its config)
+DEFAULT_FPS = 25.0  # video frames per second where no model says otherwise (data, previews)
 
 
 class MediaError(ValueError):
@@ -399,6 +400,25 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAM
 def num_video_frames(num_samples: int, fps: float, sample_rate: int = SAMPLE_RATE) -> int:
     """Frames for audio of ``num_samples``: the video lasts as long as the audio, within one frame."""
     return max(1, int(round(num_samples * fps / sample_rate)))
+
+
+def resample_audio(audio: np.ndarray, rate: float, target: int = SAMPLE_RATE) -> np.ndarray:
+    """Band-limited resampling of mono float32 audio (polyphase when scipy is there, else linear)."""
+    audio = np.asarray(audio, np.float32)
+    if audio.size == 0 or int(round(rate)) == target:
+        return audio
+    try:
+        from math import gcd
+
+        from scipy.signal import resample_poly
+
+        r = int(round(rate))
+        g = gcd(r, target)
+        return resample_poly(audio, target // g, r // g).astype(np.float32)
+    except ImportError:
+        n = int(round(audio.size * target / rate))
+        x = np.linspace(0, audio.size - 1, n)
+        return np.interp(x, np.arange(audio.size), audio).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Segment-by-segment generation of any length, with motion frames, streaming and cancel.
 
-``generate(model, inputs, settings, callbacks)`` is the one entry point the CLI and the app share.
+``generate(model, inputs, settings, callbacks)`` is the diffusion engine's work
+(``models.engines.diffusion`` puts it behind the engine interface the app, the CLI and the eval use).
 The video is cut into segments of ``1 + 4k`` frames; segment k > 0 is conditioned on the last
 ``motion_frames`` (5) decoded frames of segment k - 1, re-encoded by the VAE as 2 clean latent
 frames. Each segment is decoded and handed to ``callbacks.on_segment`` as soon as it is ready, so a
@@ -13,73 +14,31 @@ prescribes for pose-driven animation), ``combined``. ``auto`` picks from what wa
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from models.conditions.audio import MelFeatures
-from models.conditions.keypoints import LIP_CHANNELS, render_heatmaps, validate_keypoints
+from models.conditions.audio import make_audio_encoder
 from models.conditions.text import tokenize
 from models.config import latent_frames
 from models.dit import Conditions, PreparedConditions
+from models.engines.types import (
+    Callbacks,
+    GenerationInputs,
+    GenerationResult,
+    GenerationSettings,
+    check_reference,
+    resolve_mode,
+    video_length,
+)
 from models.errors import GenerationCancelled, UserError
 from models.flow import ANNEAL_SCHEDULES, Guidance, euler_sample, shift_for_tokens
-from models.media import SAMPLE_RATE, num_video_frames
+from models.keypoints import LIP_CHANNELS, render_heatmaps, validate_keypoints
 from models.model import OmniHuman
-
-MODES = ("auto", "audio", "pose", "combined")
-
-
-@dataclass
-class GenerationInputs:
-    image: np.ndarray  # (H, W, 3) uint8 RGB reference
-    audio: np.ndarray | None = None  # mono float32 at 16 kHz
-    pose: np.ndarray | None = None  # (T, K, 3) keypoints at the output fps, in the reference's frame
-    text: str = ""
-
-
-@dataclass
-class GenerationSettings:
-    steps: int | None = None  # None: the preset's default
-    cfg_text: float | None = None
-    cfg_audio: float | None = None
-    anneal: str | None = None
-    anneal_strength: float | None = None
-    seed: int | None = None  # None: a random seed, reported in the result
-    segment_frames: int | None = None
-    motion_frames: int | None = None
-    area: int | None = None  # pixel area; the aspect ratio comes from the reference
-    fps: float | None = None
-    mode: str = "auto"
-    shift: float | None = None
-    max_frames: int | None = None  # cap on the video length (previews)
-
-
-@dataclass
-class Callbacks:
-    on_step: Callable[[int, int, int, int], None] | None = None  # (segment, n_segments, step, steps)
-    on_segment: Callable[[int, np.ndarray, int], None] | None = None  # (segment, frames (T,H,W,3), start)
-    should_cancel: Callable[[], bool] | None = None
-
-
-@dataclass
-class GenerationResult:
-    num_frames: int
-    fps: float
-    height: int
-    width: int
-    seed: int
-    mode: str
-    segments_done: int
-    num_segments: int
-    cancelled: bool = False
-    frames: np.ndarray | None = None  # (T, H, W, 3) when keep_frames
-    seconds: float = 0.0
-    segment_seconds: list[float] = field(default_factory=list)
 
 
 def plan_segments(num_frames: int, segment_frames: int) -> list[tuple[int, int]]:
@@ -93,18 +52,6 @@ def plan_segments(num_frames: int, segment_frames: int) -> list[tuple[int, int]]
         out.append((start, length))
         start += length
     return out
-
-
-def resolve_mode(mode: str, has_audio: bool, has_pose: bool) -> str:
-    if mode not in MODES:
-        raise UserError(f"mode must be one of {MODES}, got '{mode}'")
-    if mode == "auto":
-        mode = "combined" if has_audio and has_pose else "pose" if has_pose else "audio"
-    if mode in ("pose", "combined") and not has_pose:
-        raise UserError(f"{mode}-driven generation needs a pose sequence")
-    if mode in ("audio", "combined") and not has_audio:
-        raise UserError(f"{mode}-driven generation needs audio")
-    return mode
 
 
 def prepare_reference(image: np.ndarray, height: int, width: int) -> torch.Tensor:
@@ -182,8 +129,7 @@ def generate(
         raise UserError(f"segment length: {e}") from None
     if motion_len not in (0, 5):
         raise UserError("motion frames must be 5 (2 latent frames) or 0")
-    if inputs.image is None or inputs.image.ndim != 3 or inputs.image.shape[2] != 3:
-        raise UserError("reference image must be an RGB image")
+    check_reference(inputs.image)
 
     has_audio = inputs.audio is not None and len(inputs.audio) > 0
     pose = validate_keypoints(inputs.pose, "pose") if inputs.pose is not None else None
@@ -191,12 +137,7 @@ def generate(
     use_audio = mode in ("audio", "combined")
     use_pose = mode in ("pose", "combined")
 
-    if has_audio:
-        total = num_video_frames(len(inputs.audio), fps, SAMPLE_RATE)
-    else:
-        total = len(pose)
-    if settings.max_frames:
-        total = min(total, settings.max_frames)
+    total = video_length(inputs.audio, pose, fps, cfg.cond.sample_rate, settings.max_frames)
 
     h0, w0 = inputs.image.shape[:2]
     height, width = cfg.resolution_for(w0 / h0, settings.area)
@@ -207,11 +148,13 @@ def generate(
     # Conditions that span the whole video, computed once.
     feats = None
     if use_audio:
-        if abs(fps - cfg.cond.fps) > 1e-6 and audio_features is None:
-            enc_cfg = cfg.cond.__class__(**{**cfg.cond.__dict__, "fps": fps})
-            audio_features = MelFeatures(enc_cfg)
-        enc = audio_features or MelFeatures(cfg.cond)
-        feats = enc(inputs.audio, total).to(device)  # (T, F)
+        if audio_features is None:  # the model's own encoder (log-mel), at this run's frame rate
+            enc_cfg = cfg.cond if abs(fps - cfg.cond.fps) < 1e-6 else dataclasses.replace(cfg.cond, fps=fps)
+            audio_features = make_audio_encoder(enc_cfg)
+        feats = audio_features(inputs.audio, total).to(device)  # (T, F)
+        if feats.shape[1] != cfg.dit.audio_feature_dim:
+            raise UserError(f"the audio encoder gives {feats.shape[1]} features per frame, but this model was "
+                            f"trained on {cfg.dit.audio_feature_dim} ({cfg.cond.audio_encoder} features)")
     if use_pose and len(pose) < total:  # hold the last pose
         pose = np.concatenate([pose, np.repeat(pose[-1:], total - len(pose), axis=0)])
 

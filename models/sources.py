@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from models.errors import UserError
+from models.media import DEFAULT_FPS
 
 
 class FrameSourceError(UserError):
@@ -479,7 +480,7 @@ class VideoFileSource(FrameSource):
             self._loop_offset = self._pos
             self._open_frames()
             return self._read_one()
-        fps = self.nominal_fps or 25.0
+        fps = self.nominal_fps or DEFAULT_FPS
         ts = self._pos / fps
         self._pos += 1
         if self.realtime:

@@ -5,7 +5,7 @@ number gives the same one-line ``UserError`` wherever it came from: the message 
 (the CLI's flag, or the app's control) and the range it must lie in. The checks are pure and import
 neither torch nor Qt, so they run before the model loads.
 
-- ``validate_settings(settings, names)``: every field of ``pipeline.GenerationSettings`` that is set
+- ``validate_settings(settings, names)``: every field of ``models.engines.GenerationSettings`` that is set
   (``None`` means "the preset's default", checked again by the pipeline once it knows the preset).
 - ``validate_seconds(seconds, option)``: a duration such as ``--max-seconds``.
 - ``validate_image(image, what)``: a reference picture big enough to animate (``MIN_IMAGE_SIDE``).
@@ -34,7 +34,7 @@ MAX_SEGMENT_FRAMES = 1 + 4 * 64
 MAX_AREA = 4096 * 4096
 MIN_AREA = 16 * 16
 ANNEAL_SCHEDULES = ("none", "linear", "cosine")  # models.flow.ANNEAL_SCHEDULES (a test keeps them equal)
-MODES = ("auto", "audio", "pose", "combined")  # models.pipeline.MODES
+MODES = ("auto", "audio", "pose", "combined")  # models.engines.MODES
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
 
 

@@ -6,10 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.audio_io import Recorder, resample
-from app.jobs import GenerationJob, JobState, ModelChoice, ModelEngine, export_run, load_run_frames, run_job
-from models.media import SAMPLE_RATE, read_audio, read_image
-from models.pipeline import GenerationSettings
+from app.audio_io import Recorder
+from app.jobs import GenerationJob, JobState, run_job
+from models.engines import GenerationSettings, ModelChoice
+from models.engines.diffusion import DiffusionEngine
+from models.engines.writer import export_run, load_run_frames
+from models.media import SAMPLE_RATE, read_audio, read_image, resample_audio
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ModelChoice("tiny", preset="tiny")
@@ -27,7 +29,7 @@ def _job(inputs, tmp_path, **kw):
 
 
 def test_run_job_writes_segments_as_they_arrive(inputs, tmp_path):
-    engine = ModelEngine()
+    engine = DiffusionEngine()
     state = JobState()
     seen = []
 
@@ -52,7 +54,7 @@ def test_run_job_writes_segments_as_they_arrive(inputs, tmp_path):
 def test_cancel_keeps_finished_segments_and_export(inputs, tmp_path):
     state = JobState()
     state.on_segment = lambda seg, *_: state.cancel() if seg == 1 else None
-    out = run_job(ModelEngine(), _job(inputs, tmp_path), state)
+    out = run_job(DiffusionEngine(), _job(inputs, tmp_path), state)
     assert out.cancelled and out.segments_done == 2 and out.num_segments == 4
     res = export_run(out.run_dir, tmp_path / "exp" / "take", inputs[1][: SAMPLE_RATE * 2], 25.0, "small file",
                      png_frames=True, settings={"seed": out.seed})
@@ -83,7 +85,7 @@ def test_recorder_resamples_device_rate_to_16k():
     assert rec.seconds == pytest.approx(1.0) and rec.level == pytest.approx(0.5, abs=0.01)
     audio = rec.stop()
     assert len(audio) == SAMPLE_RATE and abs(np.abs(audio).max() - 0.5) < 0.02
-    assert len(resample(np.zeros(44100, np.float32), 44100)) == SAMPLE_RATE
+    assert len(resample_audio(np.zeros(44100, np.float32), 44100)) == SAMPLE_RATE
 
 
 def test_recorder_grows_past_its_first_buffer_and_snapshots_do_not_change():

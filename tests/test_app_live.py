@@ -10,9 +10,10 @@ pytest.importorskip("pytestqt")
 pytest.importorskip("mediapipe")
 
 from app.audio_io import AudioStatus  # noqa: E402
-from app.live import LiveInputs, LivePreview, live_size  # noqa: E402
+from app.live import LiveInputs, LivePreview  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
+from models.instant.live import live_size  # noqa: E402
 from models.media import SAMPLE_RATE, num_video_frames, read_audio, read_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +82,6 @@ def test_live_preview_animates_the_inputs_in_time_then_stops(qtbot, example):
 
 
 def test_lip_slider_zero_keeps_the_mouth_at_rest_and_a_live_pose_moves_the_arms(qtbot, example):
-    from models.conditions.reference import analyze_reference
     from models.instant.engine import InstantEngine
 
     img, audio = example
@@ -99,8 +99,8 @@ def test_lip_slider_zero_keeps_the_mouth_at_rest_and_a_live_pose_moves_the_arms(
         lower = slice(int(0.55 * h), h)
         for arr, _, _ in frames.items[:3]:
             assert np.abs(arr[lower].astype(int) - rest[lower]).max() <= 2
-        # The webcam skeleton: the reference's own pose with both wrists raised.
-        kp = analyze_reference(img).keypoints.copy()
+        # The webcam skeleton: the reference's own pose (as the body puppet rigs it) with both wrists raised.
+        kp = InstantEngine(img, (h, w)).body.ref_kp.copy()
         for wrist, elbow in ((15, 13), (16, 14)):
             kp[wrist, 1] = kp[elbow, 1] - 0.15
         seen = frames.count()
@@ -163,8 +163,8 @@ def test_main_window_shows_live_frames_until_the_first_segment(qtbot, tmp_path, 
 
 
 def test_the_microphone_drives_the_lips_frame_by_frame(qtbot, example):
-    from app.audio_io import resample
     from models.instant.engine import InstantEngine
+    from models.media import resample_audio
 
     img, audio = example
     h, w = live_size(*img.shape[:2])
@@ -182,7 +182,7 @@ def test_the_microphone_drives_the_lips_frame_by_frame(qtbot, example):
     live.set_mic(48000.0)
     live.start()
     try:
-        mic = resample(audio[: 3 * 16000], 16000, target=48000)
+        mic = resample_audio(audio[: 3 * SAMPLE_RATE], SAMPLE_RATE, target=48000)
         moved = []
         for k in range(0, len(mic), 4800):  # 0.1 s blocks, as a sound card delivers them
             seen = frames.count()

@@ -13,16 +13,17 @@ from PySide6.QtGui import QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from app.audio_io import AudioStatus  # noqa: E402
-from app.jobs import ModelEngine  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
+from models.config import get_preset  # noqa: E402
+from models.engines.diffusion import DiffusionEngine  # noqa: E402
 from models.media import SAMPLE_RATE, read_audio, read_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TOON = ROOT / "resources/examples/toon.png"
 SPEECH = ROOT / "resources/examples/speech.wav"
-FAST = {"model": "preset:tiny", "area": 64 * 64, "segment_frames": 9, "steps": 2, "max_seconds": 1.0,
-        "random_seed": False, "seed": 7, "device": "cpu", "dtype": "float32"}
+FAST = {"engine": "OmniHuman model", "model": "preset:tiny", "area": 64 * 64, "segment_frames": 9, "steps": 2,
+        "max_seconds": 1.0, "random_seed": False, "seed": 7, "device": "cpu", "dtype": "float32"}
 
 
 class FakeMic:
@@ -221,7 +222,8 @@ def test_generate_streams_steps_segments_then_file(qtbot, window, example):
     # history: back to the take's settings, change one slider, run again
     window.controls.apply({"seed": 1, "cfg_audio": 2.0})
     window.use_run_settings(0)
-    assert window.controls.seed.value() == 7 and window.controls.cfg_audio.value() == pytest.approx(4.5)
+    tiny = get_preset("tiny").sampling  # the first take sampled with the model's own guidance
+    assert window.controls.seed.value() == 7 and window.controls.cfg_audio.value() == pytest.approx(tiny.cfg_audio)
     window.controls.cfg_audio.setValue(6.0)
     with qtbot.waitSignal(window.runFinished, timeout=60000):
         window.generate()
@@ -244,12 +246,12 @@ def test_cancel_mid_run_keeps_finished_segments(qtbot, window, example):
     assert window.generate_btn.isEnabled() and window.history[0].status == "cancelled"
 
 
-class FailingEngine(ModelEngine):
+class FailingEngine(DiffusionEngine):
     """Fails with an out-of-memory error after its first segment, once."""
 
     fail = True
 
-    def generate(self, job, callbacks):
+    def generate(self, job, callbacks=None, keep_frames=False):
         inner = callbacks.on_segment
 
         def on_segment(seg, frames, start):
@@ -259,7 +261,7 @@ class FailingEngine(ModelEngine):
                 raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
         callbacks.on_segment = on_segment
-        return super().generate(job, callbacks)
+        return super().generate(job, callbacks, keep_frames)
 
 
 def test_worker_error_shows_message_and_ui_stays_usable(qtbot, settings, example, monkeypatch):
@@ -346,19 +348,21 @@ def test_playback_without_sound_device_says_so(qtbot, window, example):
 
 
 def test_instant_engine_through_the_same_worker(qtbot, window, example):
-    from app.jobs import ENGINES, InstantEngineRunner
+    from models.engines.instant import InstantAdapter
 
-    if InstantEngineRunner.name not in ENGINES:
-        pytest.skip("the instant engine (models/instant) is not installed")
-    ready(window, example, engine=InstantEngineRunner.name)
-    assert not window.controls.steps.isEnabled() and "do not apply" in window.controls.model_note.text()
+    ready(window, example, engine=InstantAdapter.name)
+    c = window.controls
+    assert not c.steps.isVisibleTo(c) and not c.cfg_audio.isVisibleTo(c) and not c.area.isVisibleTo(c)
+    assert c.instant_area.isVisibleTo(c) and "picture's own" in c.instant_area.currentText()
     segs = []
     window.worker.segment.connect(lambda seg, frames, start, audio: segs.append(start))
     with qtbot.waitSignal(window.runFinished, timeout=60000) as done:
         assert window.generate()
     out = done.args[0]
     assert not out.cancelled and out.segments_done == len(segs) >= 1 and out.video_path.is_file()
-    assert len(window.preview.frames) == 25 and window.history[0].settings["engine"] == InstantEngineRunner.name
+    assert len(window.preview.frames) == 25 and window.history[0].settings["engine"] == InstantAdapter.name
+    h, w = example[0].shape[:2]
+    assert (out.height, out.width) == (h, w)  # the picture's own size (under the engine's cap)
 
 
 def test_a_model_notice_shows_under_the_model_picker(qtbot, settings, tmp_path):
@@ -378,5 +382,21 @@ def test_a_model_notice_shows_under_the_model_picker(qtbot, settings, tmp_path):
         assert w.controls.model_note.text() == "A placeholder: use the Instant engine."
         w.controls.apply({"model": "preset:tiny"})
         assert "Untrained" in w.controls.model_note.text()
+    finally:
+        close_window(w)
+
+
+def test_sampling_defaults_and_fps_come_from_the_selected_model(qtbot, settings):
+    w = make_window(qtbot, settings)
+    try:
+        for preset in ("tiny", "toon-s", "tiny"):
+            w.controls.apply({"model": f"preset:{preset}"})
+            sc = get_preset(preset).sampling
+            c = w.controls
+            assert (c.steps.value(), c.anneal.currentText()) == (sc.steps, sc.anneal)
+            assert (c.cfg_audio.value(), c.anneal_strength.value()) == pytest.approx((sc.cfg_audio, sc.anneal_strength))
+            assert c.output_fps() == get_preset(preset).cond.fps
+        w.controls.apply({"model": "preset:toon-s", "steps": 3})  # a value given with the model wins
+        assert w.controls.steps.value() == 3
     finally:
         close_window(w)

@@ -7,7 +7,7 @@ import pytest
 
 from models import media
 from models.cli import main
-from models.conditions.keypoints import NUM_KEYPOINTS
+from models.keypoints import NUM_KEYPOINTS
 
 ROOT = Path(__file__).resolve().parent.parent
 

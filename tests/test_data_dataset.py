@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.conditions.keypoints import NUM_KEYPOINTS
 from models.data.dataset import WindowDataset
 from models.data.format import Clip, ClipStore, DatasetWriter
 from models.data.synth import SynthConfig, build_synthetic_dataset
+from models.keypoints import NUM_KEYPOINTS
 
 FPS = 25.0
 

@@ -7,10 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-from models.conditions.keypoints import INDEX
 from models.data.dataset import WindowDataset
 from models.data.format import ClipStore
 from models.data.prepare import nearest_bucket, prepare_videos, sync_measure
+from models.keypoints import INDEX
 from tests import media_assets as assets
 
 

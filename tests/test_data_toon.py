@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.conditions.keypoints import INDEX, NUM_KEYPOINTS
 from models.config import resolution_for
 from models.data import motion as mo
 from models.data.synth import SynthConfig, synth_clip
 from models.data.toon import ASPECTS, FRAMINGS, STYLES, make_camera, random_character, render_frames, rig
 from models.data.visemes import mouth_is_open, mouth_track
+from models.keypoints import INDEX, NUM_KEYPOINTS
 
 
 @pytest.mark.parametrize("framing", FRAMINGS)

@@ -49,7 +49,7 @@ def test_colour_shift_raises_drift(video):
 def test_mouth_openness_follows_a_drawn_mouth():
     import cv2
 
-    from models.conditions import keypoints as kpl
+    from models import keypoints as kpl
 
     t, h, w = 6, 64, 64
     frames = np.full((t, h, w, 3), 200, np.uint8)
@@ -66,7 +66,7 @@ def test_mouth_openness_follows_a_drawn_mouth():
 
 
 def test_keypoint_error_and_hand_metrics():
-    from models.conditions import keypoints as kpl
+    from models import keypoints as kpl
 
     a = kpl.empty_keypoints(3)
     a[:, : kpl.NUM_BODY] = (0.5, 0.5, 1.0)
@@ -145,3 +145,34 @@ def test_the_benchmark_samples_with_the_audio_guidance_asked_for(held_out, tiny_
                           log=lambda s: None, cfg_audio=15.0, anneal_strength=0.0)
     assert seen == [(15.0, 0.0)] * 4  # audio, pose, combined, and the long take
     assert table["audio"]["skipped"] == 1 and "drift" not in table
+
+
+def test_tracked_mouth_boxes_follow_a_face_that_moves_on_its_own():
+    rng = np.random.default_rng(3)
+    h, w = 64, 64
+    face = (rng.random((h + 20, w + 20)) * 200).astype(np.uint8)
+    face = np.repeat(face[..., None], 3, axis=2)
+    shifts = [(0, 0), (3, 0), (5, 2), (-4, 3), (2, -5)]
+    frames = np.stack([face[10 - dy : 10 - dy + h, 10 - dx : 10 - dx + w] for dx, dy in shifts])
+    box = (28, 36, 38, 46)
+    boxes = ev.track_boxes(frames, frames[0], box)
+    for (dx, dy), b in zip(shifts, boxes, strict=True):
+        assert tuple(b) == (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy)
+    # a frame where the face is gone (flat grey) gives no box: scored NaN, not a guess
+    gone = np.full_like(frames[:1], 128)
+    assert (ev.track_boxes(gone, frames[0], box) == 0).all()
+    assert np.isnan(ev.mouth_openness(gone, ev.track_boxes(gone, frames[0], box))).all()
+
+
+def test_tracked_boxes_score_the_ground_truth_like_its_keypoint_boxes(held_out):
+    from models.data.format import ClipStore
+    from models.training.evaluate import ModeScores, score_clip
+
+    clip = ClipStore(str(held_out)).clip(0)
+    kp, tracked = ModeScores(), ModeScores()
+    score_clip(clip.frames, clip, kp)
+    score_clip(clip.frames, clip, tracked, track=True)
+    a, b = kp.summary(), tracked.summary()
+    assert b["mouth_tracked"] > 0.9
+    assert b["mouth_corr_kp_boxes"] == pytest.approx(a["mouth_corr"])
+    assert b["mouth_corr"] > 0.5 * a["mouth_corr"] and b["mouth_corr"] > b["mouth_corr_shifted"] + 0.2

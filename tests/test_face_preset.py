@@ -161,3 +161,23 @@ def test_the_shipped_ladder_spec_builds_every_rung():
         cfg = ladder.rung_recipe(spec, rung).model_config()
         f, p = cfg.vae.spatial_factor, cfg.dit.patch_size
         assert f * p == rung["px_per_token"], rung["name"]
+
+
+def test_the_bar_runs_at_a_tiny_size_and_gives_a_verdict_per_criterion(face_data, vae_model, tmp_path):
+    from benchmarks import bar
+    from models.data.format import ClipStore
+    from models.media import write_wav
+
+    clip = ClipStore(str(face_data)).clip(0)
+    speech = tmp_path / "speech.wav"
+    write_wav(speech, clip.audio, 16000)
+    out = tmp_path / "bar"
+    rc = bar.main(["--model", str(vae_model), "--held-out", str(face_data), "--clips", "1", "--seconds", "0.8",
+                   "--steps", "1", "--take-seconds", "1.2", "--human", str(speech), "--image",
+                   "resources/examples/face.png", "--human-seconds", "1", "--out", str(out)])
+    res = json.loads((out / "bar.json").read_text())
+    assert rc == (0 if all(v["pass"] for v in res["verdicts"]) else 1)
+    assert len(res["verdicts"]) == 8 and all(v["value"] for v in res["verdicts"])
+    assert rc == 1  # a random transformer does not pass
+    assert (out / "take.png").is_file() and (out / "human.mp4").is_file()
+    assert res["human"]["seconds"] > 0.5

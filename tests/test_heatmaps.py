@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from models.conditions import keypoints as kpl
+from models import keypoints as kpl
 
 
 def test_layout():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.conditions import keypoints as kpl
+from models import keypoints as kpl
 
 
 def standing_person(h: int, w: int) -> np.ndarray:

@@ -68,8 +68,8 @@ def test_blink_changes_only_the_eyes(engine, astronaut):
 
 
 def test_silent_audio_leaves_the_mouth_exactly_as_in_the_reference(engine, astronaut):
+    from models.engines import GenerationInputs, GenerationSettings
     from models.instant.engine import generate_instant
-    from models.pipeline import GenerationInputs, GenerationSettings
 
     inputs = GenerationInputs(image=astronaut, audio=np.zeros(16000 * 2, np.float32))
     res = generate_instant(inputs, GenerationSettings(seed=1), engine=engine)
@@ -83,9 +83,9 @@ def test_silent_audio_leaves_the_mouth_exactly_as_in_the_reference(engine, astro
 
 
 def test_speech_streams_in_chunks_and_cancels(engine, astronaut):
+    from models.engines import Callbacks, GenerationInputs, GenerationSettings
     from models.instant.engine import CHUNK_FRAMES, generate_instant
     from models.media import read_audio
-    from models.pipeline import Callbacks, GenerationInputs, GenerationSettings
 
     audio = read_audio(ROOT / "resources" / "examples" / "speech.wav")[: 16000 * 3]
     got = []
@@ -98,10 +98,10 @@ def test_speech_streams_in_chunks_and_cancels(engine, astronaut):
 
 
 def test_no_face_gives_the_message_and_refuses_audio_only():
+    from models.engines import GenerationInputs
     from models.errors import UserError
     from models.instant.engine import InstantEngine, generate_instant
     from models.media import read_image
-    from models.pipeline import GenerationInputs
 
     coffee = read_image(coffee_path())
     eng = InstantEngine(coffee)
@@ -112,9 +112,9 @@ def test_no_face_gives_the_message_and_refuses_audio_only():
 
 
 def test_pose_moves_the_body_of_a_full_body_photo():
-    from models.conditions import keypoints as kpl
+    from models import keypoints as kpl
+    from models.engines import GenerationInputs, GenerationSettings
     from models.instant.engine import InstantEngine, generate_instant
-    from models.pipeline import GenerationInputs, GenerationSettings
 
     photo = full_body_photo()
     eng = InstantEngine(photo)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from models.data.visemes import REST, mouth_gap
+from models.media import SAMPLE_RATE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +90,7 @@ def test_mouth_opening_follows_real_speech_at_zero_lag(predictor):
     audio = normalize_loudness(audio)
     n = int(len(audio) / 16000 * 25)
     gap = mouth_gap(predictor(audio, n))
-    env = np.log10(frame_rms(audio, 25, n) + 1e-4)  # speech envelope per frame (log energy)
+    env = np.log10(frame_rms(audio, 25, n, SAMPLE_RATE) + 1e-4)  # speech envelope per frame (log energy)
     corr = _lag_correlation(gap, env, 6)
     best = max(corr, key=corr.get)
     assert best == 0, (kind, corr)

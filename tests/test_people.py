@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from models import keypoints as kpl
 from models.cli import main
-from models.conditions import keypoints as kpl
 from models.conditions.people import Box, PersonTrack, crop_frame, crop_window, link_tracks, map_to_frame
 from models.conditions.pose import PoseExtractor, extract_video_poses, person_present
 from models.errors import UserError

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.conditions.keypoints import NUM_KEYPOINTS
+from models.engines import Callbacks, GenerationInputs, GenerationSettings
 from models.errors import UserError
-from models.pipeline import Callbacks, GenerationInputs, GenerationSettings, generate, plan_segments
+from models.keypoints import NUM_KEYPOINTS
+from models.pipeline import generate, plan_segments
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.conditions import keypoints as kpl
+from models import keypoints as kpl
 from models.conditions.pose import (
     PoseExtractor,
     PoseTrack,
@@ -216,39 +216,35 @@ def test_extract_pose_cli_errors(tmp_path, capsys):
     assert "pose files are .npy" in capsys.readouterr().err
 
 
-def test_live_tracker_on_a_video_standing_in_for_the_camera():
-    import threading
-
-    from models.conditions.live import LivePoseTracker
-    from models.sources import CameraSource, VideoFileSource
-    from tests.test_sources import FakeCapture
+def test_live_poses_of_a_video_standing_in_for_the_camera_are_smoothed_and_retargeted():
+    """The live path without Qt: a frame source, the tracking extractor, the One-Euro smoother and the
+    retargeter, frame by frame, as the capture thread and the live session chain them."""
+    from models.conditions.retarget import Retargeter
+    from models.conditions.smoothing import LivePoseSmoother
+    from models.sources import VideoFileSource
 
     ref = analyze_reference(read_image(assets.astronaut_path()))
-    got, done = [], threading.Event()
-
-    def on_pose(pose):
-        got.append(pose)
-        if len(got) == 12:
-            done.set()
-
-    source = VideoFileSource(assets.carphone_path(), realtime=False, drop_oldest=False)
-    with LivePoseTracker(source, ref.keypoints, ref.aspect, on_pose=on_pose) as tracker:
-        assert done.wait(30)
-    assert not tracker.running and tracker.error is None
-    assert [p.frame.index for p in got[:12]] == list(range(12))
-    for p in got[:12]:
-        assert person_present(p.keypoints) and not p.filled
-        assert p.retargeted.shape == (kpl.NUM_KEYPOINTS, 3)
-        # On the reference's body: the shoulders stay near the astronaut's.
-        np.testing.assert_allclose(p.retargeted[I["left_shoulder"], :2], ref.keypoints[I["left_shoulder"], :2],
-                                   atol=0.15)
-    # A camera that stops: reported through on_error, the tracker ends, nothing hangs.
-    errors, failed = [], threading.Event()
-    cam = CameraSource(0, capture_factory=lambda i: FakeCapture(frames=3, then="fail"), queue_size=8)
-    tracker = LivePoseTracker(cam, on_error=lambda e: (errors.append(e), failed.set()))
-    with tracker:
-        assert failed.wait(30)
-    assert "camera 0: stopped sending frames" in str(errors[0]) and tracker.poses == 3
+    smoother = LivePoseSmoother()
+    raw, smooth, retargeted = [], [], []
+    with VideoFileSource(assets.carphone_path(), realtime=False, drop_oldest=False) as source, \
+            PoseExtractor(static_image_mode=False) as ex:
+        for frame in source:
+            kp = ex(frame.image)
+            s, filled = smoother(kp, frame.timestamp)
+            assert person_present(s) and not filled
+            h, w = frame.image.shape[:2]
+            retargeted.append(Retargeter(ref.keypoints, w / h, ref.aspect)(s))
+            raw.append(kp)
+            smooth.append(s)
+            if len(raw) == 12:
+                break
+    for rt in retargeted:
+        assert rt.shape == (kpl.NUM_KEYPOINTS, 3)
+        np.testing.assert_allclose(rt[I["left_shoulder"], :2], ref.keypoints[I["left_shoulder"], :2], atol=0.15)
+    # Smoothing takes out frame-to-frame jitter: the smoothed track moves less than the raw one.
+    body = slice(0, kpl.NUM_BODY)
+    jitter = lambda t: float(np.abs(np.diff(np.stack(t)[:, body, :2], axis=0)).mean())  # noqa: E731
+    assert jitter(smooth) <= jitter(raw)
 
 
 def test_unclosed_extractor_does_not_hang_interpreter_exit():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.conditions import keypoints as kpl
+from models import keypoints as kpl
 from models.conditions.retarget import BODY_TREE, NECK, RETARGET_TREE, Retargeter, retarget
 
 I = kpl.INDEX

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.conditions import keypoints as kpl
+from models import keypoints as kpl
 from models.conditions.smoothing import LivePoseSmoother, OneEuroFilter, fill_gaps, smooth_offline
 
 FPS = 25.0

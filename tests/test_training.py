@@ -216,7 +216,8 @@ def test_fit_recipe_end_by_counts_the_timing(dataset, tmp_path):
     assert 5.0 < minutes < 10.0  # the 10 minutes less the time the timing took (long on a busy machine)
 
 
-@pytest.mark.parametrize("path", sorted(Path("resources/recipes").glob("*.json")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted([*Path("resources/recipes").glob("*.json"),
+                                             *Path("docs/experiments/recipes").glob("*.json")]), ids=lambda p: p.stem)
 def test_every_shipped_recipe_parses(path):
     r = load_recipe(str(path))
     assert r.total_steps > 0 and r.stages

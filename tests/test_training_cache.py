@@ -78,7 +78,7 @@ def test_cached_windows_match_the_streaming_encoding(dataset, tmp_path):
 
 
 def test_mouth_cells_cover_the_lips_per_latent_frame():
-    from models.conditions.keypoints import FACE_START, NUM_KEYPOINTS
+    from models.keypoints import FACE_START, NUM_KEYPOINTS
     from models.training.latent_cache import mouth_cells
 
     kp = torch.zeros(1, 5, NUM_KEYPOINTS, 3)

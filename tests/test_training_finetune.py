@@ -13,7 +13,7 @@ RECIPE = "resources/recipes/tiny-test.json"
 
 
 def _keypoints(b: int, t: int, cx: float, cy: float) -> torch.Tensor:
-    from models.conditions.keypoints import FACE_START, NUM_KEYPOINTS
+    from models.keypoints import FACE_START, NUM_KEYPOINTS
 
     kp = torch.zeros(b, t, NUM_KEYPOINTS, 3)
     angles = torch.linspace(0, 2 * np.pi, 11)[:10]

@@ -9,8 +9,8 @@ import pytest
 
 from models import media
 from models.cli import main
+from models.engines import GenerationSettings
 from models.errors import UserError
-from models.pipeline import GenerationSettings
 from models.validation import (
     APP_NAMES,
     MIN_IMAGE_SIDE,
@@ -60,10 +60,10 @@ def test_good_settings_pass_and_app_names():
         validate_settings(GenerationSettings(cfg_audio=math.nan), APP_NAMES)
 
 
-def test_anneal_and_modes_match_the_sampler_and_pipeline():
-    from models import flow, pipeline, validation
+def test_anneal_and_modes_match_the_sampler_and_engines():
+    from models import engines, flow, validation
 
-    assert validation.ANNEAL_SCHEDULES == flow.ANNEAL_SCHEDULES and validation.MODES == pipeline.MODES
+    assert validation.ANNEAL_SCHEDULES == flow.ANNEAL_SCHEDULES and validation.MODES == engines.MODES
 
 
 def test_seconds_and_image_size():
@@ -111,13 +111,15 @@ def inputs(tmp_path):
 
 @pytest.fixture
 def no_model(monkeypatch):
-    """Fails the test if the command gets as far as loading a model."""
-    from models.commands import generate
+    """Fails the test if the command gets as far as preparing an engine (loading the model)."""
+    from models.engines.diffusion import DiffusionEngine
+    from models.engines.instant import InstantAdapter
 
-    def refuse(args):
+    def refuse(self, job, status=None):
         raise AssertionError("the model was loaded before the bad input was refused")
 
-    monkeypatch.setattr(generate, "load_model_for", refuse)
+    monkeypatch.setattr(DiffusionEngine, "prepare", refuse)
+    monkeypatch.setattr(InstantAdapter, "prepare", refuse)
 
 
 def _run(args, capsys):
@@ -146,6 +148,11 @@ def test_cli_refuses_bad_settings_and_paths_before_the_model(inputs, capsys, no_
         code, err = _run(base + extra, capsys)
         assert code == 2, (extra, err)
         assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], (expected, err)
+    instant = ["generate", "--image", str(img), "--audio", str(wav), "--engine", "instant"]
+    for extra, expected in [(["--fps", "nan"] + out, "--fps must be a finite number"),
+                            (["--out", "/proc/o.mp4"], "/proc/o.mp4: cannot write in /proc")]:
+        code, err = _run(instant + extra, capsys)
+        assert code == 2 and len(err) == 1 and expected in err[0], (extra, err)
     code, err = _run(["generate", "--image", str(d / "dot.png"), "--audio", str(wav), "--out", str(d / "o.mp4")],
                      capsys)
     assert code == 2 and "dot.png: the image is 1x1 pixels" in err[-1]
@@ -193,7 +200,8 @@ def test_a_finished_take_removes_its_segment_folder(inputs, capsys):
 
 
 def test_the_app_job_uses_the_same_checks_before_loading(tmp_path):
-    from app.jobs import GenerationJob, JobState, ModelChoice, run_job
+    from app.jobs import GenerationJob, JobState, run_job
+    from models.engines import ModelChoice
 
     class Engine:
         model = None

@@ -112,11 +112,12 @@ def run_synth(args) -> int:
 
 def run_speech_bank(args) -> int:
     from models.data.speech import build_speech_bank
+    from models.media import SAMPLE_RATE
 
     _check_out(args.out)
     bank = build_speech_bank(args.out, args.count, args.seed, progress=_progress("speech-bank"),
                              workers=max(1, args.workers))
-    total = sum(it["length"] for it in bank.items) / 16000
+    total = sum(it["length"] for it in bank.items) / SAMPLE_RATE
     print(f"wrote {len(bank)} utterances ({total / 60:.1f} min of speech) to {args.out}")
     return 0
 

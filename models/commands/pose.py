@@ -145,7 +145,7 @@ def write_pose_preview(
 ) -> Path:
     """MP4: the video's frames with the extracted skeleton; beside them, when given, the reference
     picture with the retargeted skeleton. Frames filled for lack of a person are labelled."""
-    from models.conditions.keypoints import draw_skeleton
+    from models.keypoints import draw_skeleton
     from models.media import VideoWriter, read_video_frames
 
     info, frames = read_video_frames(video, strict=False)

@@ -156,6 +156,8 @@ def run_eval(args) -> int:
     import sys
 
     from models.checkpoint import load_model, resolve_model_path
+    from models.engines import make_engine
+    from models.engines.diffusion import DiffusionEngine
     from models.errors import UserError
     from models.training.evaluate import format_table, run_benchmark
 
@@ -163,11 +165,11 @@ def run_eval(args) -> int:
     if args.engine == "instant":
         if args.model:
             raise UserError("--model does not apply to --engine instant")
-        model = "instant"
+        model = make_engine("instant")
     elif not args.model:
         raise UserError("--model is required (or --engine instant)")
     else:
-        model = load_model(resolve_model_path(args.model))
+        model = DiffusionEngine.from_model(load_model(resolve_model_path(args.model)))
     table = run_benchmark(model, args.data, clips=args.clips, steps=args.steps, seconds=args.seconds,
                           drift_seconds=args.drift_seconds, use_mediapipe=not args.no_mediapipe,
                           log=lambda s: print(s, file=sys.stderr, flush=True), cfg_audio=args.cfg_audio,

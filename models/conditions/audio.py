@@ -24,6 +24,7 @@ import torch
 
 from models.config import ConditionConfig
 from models.errors import UserError
+from models.media import SAMPLE_RATE
 
 
 def _hz_to_mel(f):
@@ -101,7 +102,7 @@ class Wav2Vec2Features:
     """A local Hugging Face wav2vec2 folder as the audio encoder (no download, ever)."""
 
     def __init__(self, folder: str | os.PathLike, fps: float, device: str | torch.device = "cpu",
-                 layers: str = "mean") -> None:
+                 layers: str = "mean", sample_rate: int = SAMPLE_RATE) -> None:
         folder = Path(folder)
         if not (folder / "config.json").is_file():
             raise UserError(f"{folder}: not a wav2vec2 folder (no config.json)")
@@ -120,6 +121,7 @@ class Wav2Vec2Features:
         self.model = AutoModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=(
             folder / "model.safetensors").is_file()).to(device).eval()
         self.fps = fps
+        self.sample_rate = int(sample_rate)
         self.device = device
         self.layers = layers
         self.dim = int(self.model.config.hidden_size)
@@ -128,7 +130,7 @@ class Wav2Vec2Features:
     def __call__(self, audio: np.ndarray | torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
         a = torch.as_tensor(np.asarray(audio, np.float32)).flatten()
         if num_frames is None:
-            num_frames = max(1, int(round(a.numel() / 16000 * self.fps)))
+            num_frames = max(1, int(round(a.numel() / self.sample_rate * self.fps)))
         a = (a - a.mean()) / (a.std() + 1e-7)  # wav2vec2's expected input normalisation
         min_len = 400
         if a.numel() < min_len:
@@ -144,5 +146,5 @@ def make_audio_encoder(cond: ConditionConfig, wav2vec2_folder: str | None = None
     if cond.audio_encoder == "wav2vec2" or wav2vec2_folder:
         if not wav2vec2_folder:
             raise UserError("this model uses wav2vec2 audio features: give the folder with --wav2vec2 DIR")
-        return Wav2Vec2Features(wav2vec2_folder, cond.fps, device=device)
+        return Wav2Vec2Features(wav2vec2_folder, cond.fps, device=device, sample_rate=cond.sample_rate)
     return MelFeatures(cond)

@@ -271,7 +271,7 @@ def extract_person_poses(
     ``person``: 1-based rank (1 = largest and most persistent, the default). Returns None when the
     detector finds nobody; raises UserError when ``person`` is beyond the people found.
     """
-    from models.conditions import keypoints as kpl
+    from models import keypoints as kpl
     from models.conditions.pose import PoseExtractor, person_present
     from models.errors import UserError
     from models.media import read_video_frames

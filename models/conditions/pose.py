@@ -6,7 +6,7 @@ face mesh with irises, from which the face subset of the project's layout is pic
 (``keypoints.FACE_MESH_INDICES``). Only models bundled in the mediapipe wheel are used: pose model
 complexity 1, never 0 or 2 (those download their weights on first use).
 
-Output is the project's one layout (``models.conditions.keypoints``): ``(K, 3)`` float32 of
+Output is the project's one layout (``models.keypoints``): ``(K, 3)`` float32 of
 ``(x, y, confidence)`` per frame, x and y in [0, 1] of the frame. Confidence is MediaPipe's
 visibility for body points and 1 for tracked hand and face points; a point further than
 ``OUT_OF_FRAME_MARGIN`` outside the frame gets confidence 0 (its extrapolated position is kept).
@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.conditions import keypoints as kpl
+from models import keypoints as kpl
 from models.errors import UserError
+from models.media import DEFAULT_FPS
 
 # A landmark further than this (fraction of the frame) outside the frame is marked absent.
 OUT_OF_FRAME_MARGIN = 0.05
@@ -283,7 +284,7 @@ def extract_video_poses(
     does not say; the crop pass counts the frames again). Raises ``UserError`` naming the file when
     no frame holds a person, and ``MediaError`` when the file is not a readable video or is truncated.
     """
-    from models.conditions.smoothing import fill_gaps, smooth_offline
+    from models.conditions.smoothing import clean_track
     from models.media import read_video_frames
 
     p = Path(path)
@@ -323,10 +324,8 @@ def extract_video_poses(
             f"{p}: no person found in any of its {len(kp)} frames (also none on crops around the people "
             "detected); use a video where one person is visible"
         )
-    kp = fill_gaps(kp, missing)
-    if smooth:
-        kp = smooth_offline(kp, info.fps)
-    return PoseTrack(kp.astype(np.float32), info.fps, info.width, info.height, missing, str(p), meta)
+    kp = clean_track(kp, info.fps, missing, smooth=smooth)
+    return PoseTrack(kp, info.fps, info.width, info.height, missing, str(p), meta)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -355,7 +354,7 @@ def save_pose_track(track: PoseTrack, path: str | os.PathLike) -> Path:
 
 
 def load_pose_track(
-    path: str | os.PathLike, default_fps: float = 25.0, default_aspect: float = 1.0
+    path: str | os.PathLike, default_fps: float = DEFAULT_FPS, default_aspect: float = 1.0
 ) -> PoseTrack:
     """Read a pose ``.npy`` (and its ``.json`` sidecar when present). Raises UserError naming the file."""
     p = Path(path)

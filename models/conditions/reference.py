@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.conditions import keypoints as kpl
+from models import keypoints as kpl
 from models.conditions.pose import VISIBLE, PoseExtractor, person_present
 
 FRAMINGS = ("portrait", "half_body", "full_body")

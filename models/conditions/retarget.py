@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.conditions import keypoints as kpl
+from models import keypoints as kpl
 
 NECK = -1  # virtual root: the midpoint of the shoulders
 PRESENT = 0.05

@@ -18,7 +18,8 @@ import math
 
 import numpy as np
 
-from models.conditions.keypoints import NUM_BODY
+from models.keypoints import NUM_BODY
+from models.media import DEFAULT_FPS
 
 PRESENT = 0.05  # below this confidence a point is treated as absent
 
@@ -81,7 +82,7 @@ class LivePoseSmoother:
 
     def __init__(
         self,
-        fps: float = 25.0,
+        fps: float = DEFAULT_FPS,
         min_cutoff: float = 1.5,
         beta: float = 8.0,
         d_cutoff: float = 1.0,
@@ -134,7 +135,7 @@ class LivePoseSmoother:
         return out.copy(), False
 
 
-def smooth_offline(kp: np.ndarray, fps: float = 25.0, sigma_seconds: float = 0.03) -> np.ndarray:
+def smooth_offline(kp: np.ndarray, fps: float = DEFAULT_FPS, sigma_seconds: float = 0.03) -> np.ndarray:
     """Zero-phase, confidence-weighted Gaussian smoothing in time of ``(T, K, 3)`` keypoints.
 
     Absent points (confidence below ``PRESENT``) neither move nor pull their neighbours.
@@ -237,3 +238,10 @@ def fill_gaps(kp: np.ndarray, missing: np.ndarray | None = None, max_point_gap: 
             sel = ~valid & inner
             out[sel, j] = vals[sel]
     return out
+
+
+def clean_track(kp: np.ndarray, fps: float, missing: np.ndarray | None = None, smooth: bool = True) -> np.ndarray:
+    """The clean-up every recorded pose track gets, a video file's and a webcam take's alike: frames
+    without a person (``missing``) filled from their neighbours, then zero-phase smoothing in time."""
+    kp = fill_gaps(kp, missing)
+    return (smooth_offline(kp, fps) if smooth else kp).astype(np.float32)

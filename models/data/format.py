@@ -33,8 +33,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.conditions.keypoints import NUM_KEYPOINTS
 from models.errors import UserError
+from models.keypoints import NUM_KEYPOINTS
+from models.media import SAMPLE_RATE
 
 FORMAT_NAME = "omnihuman-clips"
 FORMAT_VERSION = 1
@@ -58,7 +59,7 @@ class Clip:
     mouth: np.ndarray | None = None
     source: str = "synthetic"
     meta: dict = field(default_factory=dict)
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
 
     @property
     def num_frames(self) -> int:
@@ -121,7 +122,7 @@ def encode_clip(clip: Clip) -> EncodedClip:
 class DatasetWriter:
     """Append clips to a dataset folder; ``close()`` writes the index. Use as a context manager."""
 
-    def __init__(self, root: str | os.PathLike, fps: float, sample_rate: int = 16000,
+    def __init__(self, root: str | os.PathLike, fps: float, sample_rate: int = SAMPLE_RATE,
                  shard_bytes: int = DEFAULT_SHARD_BYTES, meta: dict | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)

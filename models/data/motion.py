@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.media import SAMPLE_RATE
+
 MOTION_FIELDS = (
     "root_x", "root_y", "lean", "body_yaw", "head_yaw", "head_pitch", "head_roll",
     "l_sh", "l_el", "l_wr", "r_sh", "r_el", "r_wr",
@@ -45,7 +47,7 @@ def _smooth_noise(rng: np.random.Generator, n: int, fps: float, period: float) -
     return (knots[i] * (1 - w) + knots[i + 1] * w).astype(np.float32)
 
 
-def frame_energy(audio: np.ndarray | None, num_frames: int, fps: float, sample_rate: int = 16000) -> np.ndarray:
+def frame_energy(audio: np.ndarray | None, num_frames: int, fps: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Loudness per video frame in [0, 1] (log RMS, normalised to the clip's range)."""
     if audio is None or len(audio) == 0:
         return np.zeros(num_frames, np.float32)
@@ -248,7 +250,7 @@ def motion_from_keypoints(kp: np.ndarray, rest_fill: np.ndarray | None = None) -
     aspect ratio is not known here, so keypoints should be in square units (x scaled by W/H) if
     the source was not square.
     """
-    from models.conditions.keypoints import INDEX
+    from models.keypoints import INDEX
 
     n = kp.shape[0]
     m = rest_motion(n) if rest_fill is None else rest_fill.copy()

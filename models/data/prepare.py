@@ -28,12 +28,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.conditions.keypoints import INDEX
 from models.config import resolution_for
 from models.data.format import Clip, DatasetWriter, audio_samples
 from models.data.toon import ASPECTS
 from models.errors import UserError
-from models.media import MediaError, read_audio, read_video_frames
+from models.keypoints import INDEX
+from models.media import DEFAULT_FPS, SAMPLE_RATE, MediaError, read_audio, read_video_frames
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg")
 SYNC_MIN_CORRELATION = 0.2
@@ -90,7 +90,7 @@ def lip_opening(kp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return opening, tracked
 
 
-def sync_measure(opening: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int = 16000,
+def sync_measure(opening: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int = SAMPLE_RATE,
                  max_lag: int = 8) -> tuple[int, float]:
     """Lag (frames, + = audio late) and value of the peak correlation between lip opening and
     audio loudness."""
@@ -145,8 +145,8 @@ def _caption_for(path: Path) -> str:
     return DEFAULT_CAPTION
 
 
-def prepare_video(path: str | os.PathLike, area: int, fps: float = 25.0, max_seconds: float = 20.0,
-                  sample_rate: int = 16000) -> Iterator[Clip]:
+def prepare_video(path: str | os.PathLike, area: int, fps: float = DEFAULT_FPS, max_seconds: float = 20.0,
+                  sample_rate: int = SAMPLE_RATE) -> Iterator[Clip]:
     """One real video -> clips in the dataset format, yielded as each is complete (memory stays
     bounded by one clip for long videos). Raises MediaError / UserError when unusable."""
     from models.conditions.pose import extract_video_poses
@@ -240,7 +240,7 @@ def list_videos(folder: str | os.PathLike) -> list[Path]:
 
 
 def prepare_videos(
-    video_dir: str | os.PathLike, out: str | os.PathLike, area: int, fps: float = 25.0,
+    video_dir: str | os.PathLike, out: str | os.PathLike, area: int, fps: float = DEFAULT_FPS,
     max_seconds: float = 20.0, progress: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> PrepareReport:

@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.conditions.keypoints import draw_skeleton
 from models.data.format import ClipStore
+from models.keypoints import draw_skeleton
 from models.media import write_video
 
 TILE = 256

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from models.errors import UserError
+from models.media import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 _ESPEAK_RATE = 22050
 
 # speak_lib.h

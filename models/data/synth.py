@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from models.conditions.keypoints import FACE_START, INDEX, LEFT_HAND_START, RIGHT_HAND_START
 from models.config import resolution_for
 from models.data import motion as mo
 from models.data.captions import make_caption
@@ -44,6 +43,8 @@ from models.data.toon import (
     rig,
 )
 from models.data.visemes import mouth_track, rest_track
+from models.keypoints import FACE_START, INDEX, LEFT_HAND_START, RIGHT_HAND_START
+from models.media import DEFAULT_FPS
 
 LIPSYNC_FAIL_RATE = 0.12
 POSE_FAIL_RATE = 0.10
@@ -54,7 +55,7 @@ MIN_SECONDS = 2.0
 @dataclass(frozen=True)
 class SynthConfig:
     area: int = 128 * 128
-    fps: float = 25.0
+    fps: float = DEFAULT_FPS
     seed: int = 0
     min_seconds: float = MIN_SECONDS
     max_seconds: float = MAX_SECONDS

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from models.conditions.keypoints import (
+from models.data.motion import F
+from models.data.visemes import OPEN_THRESHOLD
+from models.keypoints import (
     INDEX,
     LEFT_HAND_START,
     NUM_KEYPOINTS,
     RIGHT_HAND_START,
 )
-from models.data.motion import F
-from models.data.visemes import OPEN_THRESHOLD
 
 FRAMINGS = ("portrait", "half", "full", "face")  # "face": a close-up of the head, the mouth large
 ASPECTS = {"1:1": 1.0, "3:4": 3 / 4, "9:16": 9 / 16, "16:9": 16 / 9}

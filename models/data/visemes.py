@@ -23,6 +23,8 @@ import unicodedata
 
 import numpy as np
 
+from models.media import SAMPLE_RATE
+
 MOUTH_PARAMS = ("jaw_open", "lip_width", "rounding", "closure")
 NUM_MOUTH_PARAMS = len(MOUTH_PARAMS)
 OPEN_THRESHOLD = 0.06
@@ -108,7 +110,7 @@ def _voiced_end(start: float, end: float, energy: np.ndarray | None, hop: float)
 
 
 def viseme_targets(
-    phonemes: list[tuple[str, float, float]], audio: np.ndarray | None = None, sample_rate: int = 16000,
+    phonemes: list[tuple[str, float, float]], audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE,
 ) -> list[tuple[str, float, float]]:
     """``[(viseme, start_s, end_s)]`` with silences made explicit as ``rest``.
 
@@ -144,7 +146,7 @@ def mouth_track(
     fps: float,
     num_frames: int,
     audio: np.ndarray | None = None,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     time_offset: float = 0.0,
 ) -> np.ndarray:
     """Per-frame mouth parameters ``(T, 4)`` float32 from phoneme spans ``[(ipa, start_s, end_s)]``.

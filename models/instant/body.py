@@ -17,7 +17,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from models.conditions import keypoints as kpl
+from models import keypoints as kpl
 
 # Bones whose points carry the deformation: arms, shoulders, torso, legs, head (nose to ears and
 # eyes), hands' palms.

@@ -1,6 +1,7 @@
 """The instant engine: the reference itself, warped along MediaPipe landmarks, in real time on a CPU.
 
-Two entry points, the same shapes as the model engine (``models.pipeline``):
+Two entry points, with the engine interface's types (``models.engines.types``; the adapter that puts
+this engine beside the model engine is ``models.engines.instant``):
 
 * ``generate_instant(inputs, settings, callbacks, keep_frames) -> GenerationResult``: a whole video
   from ``GenerationInputs``, streamed in chunks through ``callbacks.on_segment`` and stopped by
@@ -9,7 +10,8 @@ Two entry points, the same shapes as the model engine (``models.pipeline``):
   for the app's live preview (sliders, webcam puppet); everything heavy happens in the constructor.
 
 Per frame: mouth parameters (from the audio by the regressor, or from sliders), blinks and head
-sway -> the face rig's mesh warp of the reference; with a pose, the body rig's MLS remap of that.
+sway -> the face rig's mesh warp of the reference; with a pose, the body puppet
+(``models.instant.puppet``: matte, background plate, skinned part meshes) cut from that frame.
 """
 
 from __future__ import annotations
@@ -20,11 +22,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.data.visemes import REST
+from models.engines.types import (
+    Callbacks,
+    GenerationInputs,
+    GenerationResult,
+    GenerationSettings,
+    check_reference,
+    resolve_mode,
+    video_length,
+)
 from models.errors import GenerationCancelled, UserError
 from models.instant.face import FaceRig, HeadMotion, NoFaceError
-from models.pipeline import Callbacks, GenerationInputs, GenerationResult, GenerationSettings, resolve_mode
 
-DEFAULT_FPS = 25.0
 MAX_SIDE = 1024  # frames larger than this are scaled down (real time matters more than pixels)
 CHUNK_FRAMES = 25  # frames per on_segment call
 
@@ -97,6 +106,23 @@ class InstantEngine:
         self._frame = img.copy()
 
     @property
+    def fps(self) -> float:
+        """Frames per second of the mouth regressor's training: the engine's own rate."""
+        return self.units[0]
+
+    @property
+    def sample_rate(self) -> int:
+        return self.units[1]
+
+    @property
+    def units(self) -> tuple[float, int]:
+        if self._mouth_model is not None:
+            return float(self._mouth_model.cfg.fps), int(self._mouth_model.cfg.sample_rate)
+        from models.instant.mouth import native_units
+
+        return native_units()
+
+    @property
     def face_found(self) -> bool:
         return self.face is not None
 
@@ -120,25 +146,29 @@ class InstantEngine:
     @property
     def body(self):
         if self._body is None:
-            from models.instant.body import BodyRig
+            from models.instant.puppet import Puppet
 
-            self._body = BodyRig(self.image.shape, self.reference_keypoints)
+            self._body = Puppet(self.image, self.reference_keypoints)
+            # The puppet may have found the body that the holistic graph missed: retarget onto it.
+            self._reference_kp = self._body.ref_kp
         return self._body
 
-    def audio_track(self, audio: np.ndarray | None, num_frames: int, fps: float = DEFAULT_FPS, seed: int = 0,
+    def audio_track(self, audio: np.ndarray | None, num_frames: int, fps: float | None = None, seed: int = 0,
                     sway: float = 1.0) -> InstantTrack:
-        """Mouth, blinks and head motion for ``num_frames`` frames of ``audio`` (16 kHz mono)."""
+        """Mouth, blinks and head motion for ``num_frames`` frames of ``audio`` (mono, at ``sample_rate``);
+        ``fps``: the video's (None: the engine's own, ``self.fps``)."""
         from models.instant.motion import speech_motion
         from models.instant.mouth import MouthPredictor
         from models.media import normalize_loudness
 
+        fps = fps or self.fps
         if audio is None or len(audio) == 0:
             mouth = np.tile(np.array(REST, np.float32), (num_frames, 1))
         else:
             if self._predictor is None:
                 self._predictor = MouthPredictor(self._mouth_model)
             mouth = self._predictor(normalize_loudness(np.asarray(audio, np.float32)), num_frames, fps)
-        motion = speech_motion(audio, num_frames, fps, seed=seed, sway=sway)
+        motion = speech_motion(audio, num_frames, fps, seed=seed, sample_rate=self.sample_rate, sway=sway)
         return InstantTrack(mouth, motion.blink, motion.head)
 
     def render_track(self, track: InstantTrack, i: int, pose_kp: np.ndarray | None = None,
@@ -203,15 +233,12 @@ def generate_instant(inputs: GenerationInputs, settings: GenerationSettings | No
     ``on_segment(chunk, frames, start)``; ``on_step(chunk, n_chunks, 1, 1)`` reports progress.
     Raises ``UserError`` when the audio would drive a face that the reference does not have.
     """
-    from models.conditions.keypoints import validate_keypoints
-    from models.media import SAMPLE_RATE, num_video_frames
+    from models.keypoints import validate_keypoints
 
     settings = settings or GenerationSettings()
     cb = callbacks or Callbacks()
     t0 = time.perf_counter()
-    if inputs.image is None or inputs.image.ndim != 3 or inputs.image.shape[2] != 3:
-        raise UserError("reference image must be an RGB image")
-    fps = float(settings.fps or DEFAULT_FPS)
+    check_reference(inputs.image)
     has_audio = inputs.audio is not None and len(inputs.audio) > 0
     pose = validate_keypoints(inputs.pose, "pose") if inputs.pose is not None else None
     mode = resolve_mode(settings.mode, has_audio, pose is not None)
@@ -221,15 +248,14 @@ def generate_instant(inputs: GenerationInputs, settings: GenerationSettings | No
     h0, w0 = inputs.image.shape[:2]
     size = output_size(h0, w0, settings.area)
     eng = engine or InstantEngine(inputs.image, size)
+    fps = float(settings.fps or eng.fps)
     if use_audio and not eng.face_found:
         if use_pose:
             pass  # the body still follows the pose; the audio is only muxed into the video
         else:
             raise UserError("audio-only animation needs a face, and none was found in the reference image. "
                             "Choose a photo with a clearly visible face, or drive the body with a pose.")
-    total = num_video_frames(len(inputs.audio), fps, SAMPLE_RATE) if has_audio else len(pose)
-    if settings.max_frames:
-        total = min(total, settings.max_frames)
+    total = video_length(inputs.audio, pose, fps, eng.sample_rate, settings.max_frames)
     if use_pose:
         pose = driving_pose(pose, total, fps)
         if not eng.body.usable:
@@ -269,34 +295,3 @@ def generate_instant(inputs: GenerationInputs, settings: GenerationSettings | No
     if keep_frames:
         result.frames = np.concatenate(kept) if kept else np.zeros((0, eng.height, eng.width, 3), np.uint8)
     return result
-
-
-def run_instant_cli(args, image: np.ndarray, audio: np.ndarray | None, pose: np.ndarray | None, log) -> int:
-    """``main.py generate --engine instant``: same inputs and outputs as the model engine."""
-    from pathlib import Path
-
-    from models import media
-    from models.output import TakeOutput
-
-    fps = float(args.fps or DEFAULT_FPS)
-    max_frames = int(round(args.max_seconds * fps)) if getattr(args, "max_seconds", None) else None
-    settings = GenerationSettings(seed=args.seed if args.seed is not None else 0, fps=fps,
-                                  mode=getattr(args, "mode", "auto"), max_frames=max_frames,
-                                  area=getattr(args, "area", None))
-    t0 = time.perf_counter()
-    h0, w0 = image.shape[:2]
-    engine = InstantEngine(image, output_size(h0, w0, settings.area))
-    log(f"instant engine: reference {w0}x{h0} -> frames {engine.width}x{engine.height}; {engine.message} "
-        f"({time.perf_counter() - t0:.1f} s to prepare)")
-    out = Path(args.out)
-    track = audio
-    if audio is not None and max_frames:
-        track = audio[: int(round(max_frames / fps * media.SAMPLE_RATE))]
-    inputs = GenerationInputs(image=image, audio=audio, pose=pose, text=getattr(args, "text", ""))
-    with TakeOutput(out, fps, track, log) as take:  # finished chunks survive a late failure
-        result = generate_instant(inputs, settings, Callbacks(on_segment=take.write), keep_frames=False,
-                                  engine=engine)
-    rate = result.num_frames / max(result.seconds, 1e-9)
-    log(f"wrote {out}: {result.num_frames} frames at {result.fps:g} fps, {result.width}x{result.height}, "
-        f"mode {result.mode}, seed {result.seed}, {result.seconds:.1f} s ({rate:.0f} frames/s)")
-    return 0

@@ -89,7 +89,7 @@ def _run_face_mesh(image: np.ndarray) -> np.ndarray | None:
 
 def head_box(kp: np.ndarray, width: int, height: int) -> tuple[int, int, int, int] | None:
     """A square box around the head from body keypoints ``(K, 3)`` (normalised), or None."""
-    from models.conditions import keypoints as kpl
+    from models import keypoints as kpl
 
     names = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "mouth_left", "mouth_right")
     pts = np.array([kp[kpl.INDEX[n], :2] * (width, height) for n in names if kp[kpl.INDEX[n], 2] >= 0.3])
@@ -160,7 +160,7 @@ def face_template(mesh: np.ndarray) -> np.ndarray:
 def mesh_from_body(body_kp: np.ndarray, width: int, height: int) -> np.ndarray | None:
     """An approximate face mesh for a face too small for the mesh model: the shipped template
     (a frontal MediaPipe mesh) fitted by a similarity transform to the pose's eyes, nose and mouth."""
-    from models.conditions import keypoints as kpl
+    from models import keypoints as kpl
 
     if not TEMPLATE_PATH.is_file():
         return None

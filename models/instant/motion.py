@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.instant.mouth import SILENCE_RMS, frame_rms
+from models.media import SAMPLE_RATE
 
 
 @dataclass
@@ -85,7 +86,7 @@ def blink_times(active: np.ndarray, fps: float, rng: np.random.Generator) -> lis
 
 
 def speech_motion(audio: np.ndarray | None, num_frames: int, fps: float, seed: int = 0,
-                  sample_rate: int = 16000, sway: float = 1.0) -> SpeechMotion:
+                  sample_rate: int = SAMPLE_RATE, sway: float = 1.0) -> SpeechMotion:
     rng = np.random.default_rng([seed, 0xB11C])
     blink = np.zeros((num_frames, 2), np.float32)
     head = np.zeros((num_frames, 4), np.float32)

@@ -105,6 +105,18 @@ def save_mouth_model(model: MouthRegressor, folder: str | Path, extra: dict | No
     return folder
 
 
+def native_units(folder: str | Path | None = None) -> tuple[float, int]:
+    """``(fps, sample_rate)`` the regressor in ``folder`` (default: the bundled one) was trained at,
+    read from its config without loading weights: the instant engine's units."""
+    path = (Path(folder) if folder else BUNDLED_DIR) / "config.json"
+    try:
+        raw = json.loads(path.read_text())["mouth"]
+        return float(raw["fps"]), int(raw["sample_rate"])
+    except (OSError, KeyError, ValueError):
+        cfg = default_config()
+        return cfg.fps, cfg.sample_rate
+
+
 def load_mouth_model(folder: str | Path | None = None) -> MouthRegressor:
     """The regressor in ``folder`` (default: the one shipped in resources/models/instant)."""
     from safetensors.torch import load_file
@@ -122,7 +134,7 @@ def load_mouth_model(folder: str | Path | None = None) -> MouthRegressor:
     return model.eval()
 
 
-def frame_rms(audio: np.ndarray, fps: float, num_frames: int, sample_rate: int = 16000) -> np.ndarray:
+def frame_rms(audio: np.ndarray, fps: float, num_frames: int, sample_rate: int) -> np.ndarray:
     """RMS of each video frame's samples ``(T,)`` (frame i covers ``[i sr/fps, (i+1) sr/fps)``)."""
     a = np.asarray(audio, np.float32)
     edges = np.round(np.arange(num_frames + 1) * sample_rate / fps).astype(np.int64)

@@ -24,9 +24,9 @@ from scipy.signal import fftconvolve
 
 from models.data.visemes import MOUTH_PARAMS, mouth_gap, mouth_track
 from models.instant.mouth import MouthRegressor, default_config, save_mouth_model
-from models.media import normalize_loudness
+from models.media import SAMPLE_RATE, normalize_loudness
 
-SR = 16000
+SR = SAMPLE_RATE  # the speech bank's rate
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,11 @@
 Metrics (each also computed on the ground-truth clips, the ceiling it is reported against):
 
 * PSNR / SSIM against ground truth (combined pose+audio mode, where the ground truth is determined).
-* Mouth: openness measured from pixels in the mouth box (placed by the clip's ground-truth lip
-  keypoints), correlated with the ground-truth viseme track (jaw opening).
+* Mouth: openness measured from pixels in the mouth box, correlated with the ground-truth viseme
+  track (jaw opening). The box is the reference's mouth box (from its lip keypoints) tracked on
+  each row's own frames (the head moves on its own in audio mode), for the ground truth too, so the
+  ceiling and the generated modes use one measure; the score in the ground truth's keypoint boxes is
+  kept beside it.
 * Sync: correlation of mouth openness with the audio envelope at the true alignment minus its median
   over shifted alignments (+-4..15 frames) -- SyncNet's offset confidence without SyncNet -- and the
   offset where the correlation peaks.
@@ -29,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.conditions import keypoints as kpl
+from models import keypoints as kpl
 
 # -- metrics on arrays ------------------------------------------------------------------------
 
@@ -73,6 +76,9 @@ _LIPS = [kpl.INDEX[n] for n in ("face_lip_corner_left", "face_lip_corner_right",
                                   "face_lip_lower_outer", "face_lip_upper_inner", "face_lip_lower_inner")]
 
 
+_FACE_PARTS = [i for n, i in kpl.INDEX.items() if n.startswith(("face_lip_", "face_left_eye", "face_right_eye"))]
+
+
 def mouth_boxes(keypoints: np.ndarray, height: int, width: int) -> np.ndarray:
     """Per-frame mouth box (x0, y0, x1, y1) in pixels from lip keypoints; zeros where absent.
 
@@ -92,6 +98,70 @@ def mouth_boxes(keypoints: np.ndarray, height: int, width: int) -> np.ndarray:
     return boxes
 
 
+def match_region(frames: np.ndarray, reference: np.ndarray, box, search: int) -> tuple[np.ndarray, np.ndarray]:
+    """Find the reference's ``box`` (x0, y0, x1, y1) in each frame within ``search`` pixels of where
+    it is in the reference: normalised cross-correlation of the blurred luminance. Returns the
+    offsets ``(T, 2)`` (dx, dy) and the match scores ``(T,)`` (1: the region as in the reference;
+    NaN where the box or the frame gives nothing to match)."""
+    import cv2
+
+    def prep(img):
+        return cv2.GaussianBlur(_gray(img).astype(np.float32), (3, 3), 0)
+
+    h, w = reference.shape[:2]
+    x0, y0, x1, y1 = max(0, int(box[0])), max(0, int(box[1])), min(w, int(box[2])), min(h, int(box[3]))
+    offsets = np.zeros((len(frames), 2), np.int64)
+    scores = np.full(len(frames), np.nan)
+    tmpl = prep(reference)[y0:y1, x0:x1]
+    if tmpl.size == 0 or tmpl.std() < 1e-6:
+        return offsets, scores
+    sx0, sy0, sx1, sy1 = max(0, x0 - search), max(0, y0 - search), min(w, x1 + search), min(h, y1 + search)
+    for i, f in enumerate(frames):
+        region = prep(f)[sy0:sy1, sx0:sx1]
+        if region.std() < 1e-6:
+            scores[i] = 0.0  # a flat frame: nothing of the reference is left
+            continue
+        res = cv2.matchTemplate(region, tmpl, cv2.TM_CCOEFF_NORMED)
+        _, score, _, (mx, my) = cv2.minMaxLoc(res)
+        scores[i] = score if np.isfinite(score) else 0.0
+        offsets[i] = (sx0 + mx - x0, sy0 + my - y0)
+    return offsets, scores
+
+
+def track_boxes(frames: np.ndarray, reference: np.ndarray, box, min_match: float = 0.3) -> np.ndarray:
+    """The mouth box placed on ``reference`` (by its keypoints), followed over generated ``frames``.
+
+    In audio mode the model moves the head on its own, so boxes placed by the ground truth's lip
+    keypoints can miss a mouth that does move. This tracks the lower face instead: a template from
+    the reference (the mouth box widened by its width on each side, from the nose to below the chin)
+    is found (``match_region``) within one box size of where it sits in the reference, and the box
+    moves with it. Where the best match is below ``min_match`` (the face is gone) the box is empty,
+    so those frames score NaN. Returns ``(T, 4)`` boxes.
+    """
+    out = np.zeros((len(frames), 4), np.int64)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    bw, bh = x1 - x0, y1 - y0
+    if bw <= 0 or bh <= 0:
+        return out
+    h, w = reference.shape[:2]
+    offsets, scores = match_region(frames, reference, (x0 - bw, y0 - bh, x1 + bw, y1 + bh // 2), max(bw, bh))
+    for i, ((dx, dy), sc) in enumerate(zip(offsets, scores, strict=True)):
+        if np.isfinite(sc) and sc >= min_match:
+            out[i] = (max(0, x0 + dx), max(0, y0 + dy), min(w, x1 + dx), min(h, y1 + dy))
+    return out
+
+
+def face_box(keypoints: np.ndarray, height: int, width: int, pad: float = 0.25) -> tuple[int, int, int, int] | None:
+    """The box around the eyes and the lips of one frame's keypoints (padded by ``pad`` of its size);
+    None when they are not all seen."""
+    pts = keypoints[_FACE_PARTS]
+    if (pts[:, 2] < 0.3).any():
+        return None
+    xs, ys = pts[:, 0] * width, pts[:, 1] * height
+    px, py = pad * max(2.0, xs.max() - xs.min()), pad * max(2.0, ys.max() - ys.min())
+    return (int(xs.min() - px), int(ys.min() - py), int(xs.max() + px) + 1, int(ys.max() + py) + 1)
+
+
 def mouth_openness(frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Share of dark pixels in each frame's mouth box (dark: below half the box's 90th percentile
     luminance). An open toon mouth shows its dark interior; NaN where there is no box."""
@@ -104,7 +174,7 @@ def mouth_openness(frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return out
 
 
-def audio_envelope(audio: np.ndarray, num_frames: int, fps: float, sample_rate: int = 16000) -> np.ndarray:
+def audio_envelope(audio: np.ndarray, num_frames: int, fps: float, sample_rate: int) -> np.ndarray:
     """Log RMS per video frame."""
     spf = sample_rate / fps
     env = np.zeros(num_frames)
@@ -200,6 +270,9 @@ class ModeScores:
     sync: list[float] = field(default_factory=list)
     sync_shifted: list[float] = field(default_factory=list)
     mouth_corr_shifted: list[float] = field(default_factory=list)
+    # the mouth scored in the ground truth's keypoint boxes (the measure before boxes were tracked)
+    mouth_corr_kp_boxes: list[float] = field(default_factory=list)
+    mouth_tracked: list[float] = field(default_factory=list)  # share of frames the face was tracked in
     offset: list[int] = field(default_factory=list)
     kp_error: list[float] = field(default_factory=list)
     hkc: list[float] = field(default_factory=list)
@@ -223,9 +296,14 @@ def mediapipe_video_keypoints(frames: np.ndarray) -> np.ndarray:
 BASELINE_SHIFTS = tuple(k for a in range(8, 16) for k in (a, -a))  # frames
 
 
-def score_clip(frames: np.ndarray, clip, scores: ModeScores, extract=None, with_gt: bool = True) -> None:
+def score_clip(frames: np.ndarray, clip, scores: ModeScores, extract=None, with_gt: bool = True,
+               track: bool = False) -> None:
     """Add one generated (or ground-truth) clip's metrics to ``scores``, with the shifted-audio
-    baseline (the frames against the audio and viseme track moved by ``BASELINE_SHIFTS``)."""
+    baseline (the frames against the audio and viseme track moved by ``BASELINE_SHIFTS``).
+
+    ``track``: place the mouth boxes on ``frames`` themselves (``track_boxes`` from the reference's
+    mouth), not by the ground truth's lip keypoints -- for generated frames, whose head moves on its
+    own. The keypoint-box score is kept beside it (``mouth_corr_kp_boxes``)."""
     n = min(len(frames), clip.num_frames)
     frames = frames[:n]
     h, w = frames.shape[1:3]
@@ -233,17 +311,24 @@ def score_clip(frames: np.ndarray, clip, scores: ModeScores, extract=None, with_
         p, s = video_psnr_ssim(frames, clip.frames[:n])
         scores.psnr.append(p)
         scores.ssim.append(s)
-    boxes = mouth_boxes(clip.keypoints[:n], h, w)
+    kp_boxes = mouth_boxes(clip.keypoints[:n], h, w)
+    if track:
+        boxes = track_boxes(frames, clip.frames[0], kp_boxes[0])
+        scores.mouth_tracked.append(float((boxes[:, 2] > boxes[:, 0]).mean()))
+        if clip.mouth is not None:
+            scores.mouth_corr_kp_boxes.append(_corr(mouth_openness(frames, kp_boxes), clip.mouth[:n, 0]))
+    else:
+        boxes = kp_boxes
     opened = mouth_openness(frames, boxes)
     if clip.mouth is not None:
         scores.mouth_corr.append(_corr(opened, clip.mouth[:n, 0]))
-    env = audio_envelope(clip.audio, n, clip.fps)
+    env = audio_envelope(clip.audio, n, clip.fps, clip.sample_rate)
     conf, off = sync_score(opened, env)
     scores.sync.append(conf)
     scores.offset.append(off)
-    spf = 16000 / clip.fps
+    spf = clip.sample_rate / clip.fps
     scores.sync_shifted.append(_nanmean([
-        sync_score(opened, audio_envelope(np.roll(clip.audio, int(round(k * spf))), n, clip.fps))[0]
+        sync_score(opened, audio_envelope(np.roll(clip.audio, int(round(k * spf))), n, clip.fps, clip.sample_rate))[0]
         for k in BASELINE_SHIFTS]))
     if clip.mouth is not None:
         scores.mouth_corr_shifted.append(_nanmean([_corr(opened, np.roll(clip.mouth[:, 0], k)[:n])
@@ -263,25 +348,23 @@ def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None
                   modes: tuple[str, ...] = ("audio", "pose", "combined")) -> dict:
     """Evaluate ``model`` on held-out clips of ``data_dir``; returns {mode: summary} + drift.
 
-    ``model``: an ``OmniHuman``, or the string ``"instant"`` for the instant engine (the same inputs,
-    the same metrics: the two engines side by side against the ground-truth ceiling).
+    ``model``: an engine (``models.engines``), an engine key (``"model"`` needs a model, so in practice
+    ``"instant"``), or an ``OmniHuman`` (wrapped in the diffusion engine): the same inputs and the same
+    metrics for both engines, side by side against the ground-truth ceiling.
     ``cfg_audio`` / ``anneal_strength``: the audio guidance to sample with (None: the model's).
     ``modes``: the driving modes to generate (the ground truth and the VAE round trip are always scored).
     """
     from models.data.format import ClipStore
+    from models.engines import Callbacks, EngineJob, GenerationInputs, GenerationSettings, as_engine
     from models.errors import UserError
-    from models.pipeline import GenerationInputs, GenerationSettings, generate
 
-    if isinstance(model, str):
-        if model != "instant":
-            raise ValueError(f"unknown engine {model!r}")
-        from models.instant.engine import generate_instant
+    engine = as_engine(model)
+    diffusion = getattr(engine, "model", None) is not None  # a VAE to round-trip through
 
-        def gen(inputs, settings, callbacks=None, keep_frames=True):
-            return generate_instant(inputs, settings, callbacks, keep_frames)
-    else:
-        def gen(inputs, settings, callbacks=None, keep_frames=True):
-            return generate(model, inputs, settings, callbacks, keep_frames)
+    def gen(inputs, settings, callbacks=None, keep_frames=True):
+        job = EngineJob(inputs.image, inputs.audio, inputs.pose, inputs.text, settings)
+        engine.prepare(job)
+        return engine.generate(job, callbacks, keep_frames=keep_frames)
 
     store = ClipStore(data_dir)
     extractor = None
@@ -296,7 +379,7 @@ def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None
     if unknown:
         raise ValueError(f"unknown modes {sorted(unknown)}")
     gen_modes = tuple(modes)
-    modes = ("ground_truth",) + (("vae_round_trip",) if not isinstance(model, str) else ()) + gen_modes
+    modes = ("ground_truth",) + (("vae_round_trip",) if diffusion else ()) + gen_modes
     results: dict[str, ModeScores] = {m: ModeScores() for m in modes}
     n_clips = min(clips, len(store))
     for ci in range(n_clips):
@@ -304,10 +387,12 @@ def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None
         n = min(clip.num_frames, int(seconds * clip.fps))
         clip_frames = clip.frames[:n]
         ref = clip.frames[0]
-        audio = clip.audio[: int(n / clip.fps * 16000)]
-        score_clip(clip_frames, clip, results["ground_truth"], extractor)
+        audio = clip.audio[: int(n / clip.fps * clip.sample_rate)]
+        # every row scores the mouth in boxes tracked on its own frames: one measure for the ceiling
+        # and the generated modes alike
+        score_clip(clip_frames, clip, results["ground_truth"], extractor, track=True)
         if "vae_round_trip" in results:  # the ceiling the VAE leaves the transformer
-            score_clip(vae_round_trip(model, clip_frames), clip, results["vae_round_trip"])
+            score_clip(vae_round_trip(engine.model, clip_frames), clip, results["vae_round_trip"], track=True)
         for mode in gen_modes:
             try:
                 res = gen(GenerationInputs(ref, audio if mode != "pose" else None,
@@ -321,16 +406,15 @@ def run_benchmark(model, data_dir: str, clips: int = 6, steps: int | None = None
                 continue
             frames = _fit(res.frames, ref.shape[:2])
             score_clip(frames, clip, results[mode], extractor if mode != "audio" else None,
-                       with_gt=(mode == "combined"))
+                       with_gt=(mode == "combined"), track=True)
         log(f"eval: clip {ci + 1}/{n_clips}")
     table = {m: s.summary() for m, s in results.items()}
     if drift_seconds > 0 and n_clips:
         clip = store.clip(0)
         ref = clip.frames[0]
-        reps = int(math.ceil(drift_seconds * 16000 / len(clip.audio)))
-        long_audio = np.tile(clip.audio, reps)[: int(drift_seconds * 16000)]
+        reps = int(math.ceil(drift_seconds * clip.sample_rate / len(clip.audio)))
+        long_audio = np.tile(clip.audio, reps)[: int(drift_seconds * clip.sample_rate)]
         segs: list[np.ndarray] = []
-        from models.pipeline import Callbacks
 
         try:
             res = gen(GenerationInputs(ref, long_audio, None, clip.caption),
@@ -360,23 +444,23 @@ def identity_take(model, clip, seconds: float = 10.0, steps: int | None = None, 
                   cfg_audio: float | None = None, caption: bool = False) -> dict:
     """How well a long audio-driven take keeps the reference: per second of the take, the mean SSIM of
     its frames to the reference and their detail (variance of the Laplacian) as a share of the
-    reference's; beside them what the VAE round trip of the reference alone scores (the ceiling).
+    reference's, and how well the reference's face (eyes and mouth, placed by the clip's first
+    keypoints) is found again in them (``face_match``: normalised cross-correlation, 1 = as in the
+    reference; ``face_match_min`` its worst frame); beside them what the VAE round trip of the
+    reference alone scores (the ceiling).
     The clip's audio is repeated to ``seconds``; without ``caption`` no text is given (the app's
-    default), so the identity must come from the reference. ``model``: an ``OmniHuman`` or ``"instant"``."""
-    from models.pipeline import GenerationInputs, GenerationSettings, generate
+    default), so the identity must come from the reference. ``model``: as for ``run_benchmark``."""
+    from models.engines import EngineJob, GenerationSettings, as_engine
 
+    engine = as_engine(model)
     ref = clip.frames[0]
-    n = int(round(seconds * 16000))
+    n = int(round(seconds * clip.sample_rate))
     audio = np.tile(clip.audio, int(math.ceil(n / len(clip.audio))))[:n]
-    inputs = GenerationInputs(ref, audio, None, clip.caption if caption else "")
     settings = GenerationSettings(steps=steps, seed=seed, mode="audio", area=ref.shape[0] * ref.shape[1],
                                   cfg_audio=cfg_audio)
-    if isinstance(model, str):
-        from models.instant.engine import generate_instant
-
-        res = generate_instant(inputs, settings)
-    else:
-        res = generate(model, inputs, settings)
+    job = EngineJob(ref, audio, None, clip.caption if caption else "", settings)
+    engine.prepare(job)
+    res = engine.generate(job, keep_frames=True)
     frames = _fit(res.frames, ref.shape[:2])
     ref_detail = max(detail(ref), 1e-6)
     fps = res.fps
@@ -385,9 +469,18 @@ def identity_take(model, clip, seconds: float = 10.0, steps: int | None = None, 
         chunk = frames[s0 : s0 + int(round(fps))]
         per_second.append({"ssim": float(np.mean([ssim(f, ref) for f in chunk])),
                            "detail": float(np.mean([detail(f) for f in chunk]) / ref_detail)})
-    out = {"seconds": len(frames) / fps, "per_second": per_second, "frames": frames}
-    if not isinstance(model, str):
-        rt = vae_round_trip(model, ref[None])[0]
+    box = face_box(clip.keypoints[0], *ref.shape[:2])
+    if box is not None:  # eyes and mouth: the reference's face region found again, frame by frame
+        _, match = match_region(frames, ref, box, max(4, (box[2] - box[0]) // 2))
+        step = int(round(fps))
+        for k, entry in enumerate(per_second):
+            entry["face_match"] = float(np.nanmean(match[k * step : (k + 1) * step]))
+        out_min = float(np.nanmin(match)) if np.isfinite(match).any() else float("nan")
+    else:
+        out_min = float("nan")
+    out = {"seconds": len(frames) / fps, "per_second": per_second, "frames": frames, "face_match_min": out_min}
+    if getattr(engine, "model", None) is not None:
+        rt = vae_round_trip(engine.model, ref[None])[0]
         out["vae_ssim"], out["vae_detail"] = ssim(rt, ref), detail(rt) / ref_detail
     return out
 
@@ -425,8 +518,8 @@ def _fit(frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 def format_table(table: dict) -> str:
-    rows = ["| mode | PSNR | SSIM | mouth corr | mouth corr, shifted | sync (true - shifted) | sync, shifted audio "
-            "| peak offset | kp error | HKC | HKV |", "| --- " * 11 + "|"]
+    rows = ["| mode | PSNR | SSIM | mouth corr | mouth corr, shifted | mouth corr, keypoint boxes | face tracked "
+            "| sync (true - shifted) | sync, shifted audio | peak offset | kp error | HKC | HKV |", "| --- " * 13 + "|"]
 
     def f(v, p=3):
         return "-" if v is None or not np.isfinite(v) else f"{v:.{p}f}"
@@ -436,7 +529,9 @@ def format_table(table: dict) -> str:
             continue
         s = table[mode]
         rows.append(f"| {mode} | {f(s['psnr'], 2)} | {f(s['ssim'])} | {f(s['mouth_corr'])} | "
-                    f"{f(s['mouth_corr_shifted'])} | {f(s['sync'])} | {f(s['sync_shifted'])} | {f(s['offset'], 1)} | "
+                    f"{f(s['mouth_corr_shifted'])} | {f(s.get('mouth_corr_kp_boxes'))} | "
+                    f"{f(s.get('mouth_tracked'), 2)} | "
+                    f"{f(s['sync'])} | {f(s['sync_shifted'])} | {f(s['offset'], 1)} | "
                     f"{f(s['kp_error'])} | {f(s['hkc'])} | {f(s['hkv'], 5)} |"
                     + (f" ({s['skipped']} clips skipped)" if s.get("skipped") else ""))
     for key in ("drift", "drift_ground_truth"):

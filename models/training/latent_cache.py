@@ -188,7 +188,7 @@ def lip_mask(keypoints: torch.Tensor, height: int, width: int, margin: float = 1
     """Per frame, the cells of a ``height`` x ``width`` grid inside the box around the visible lip
     points, grown by ``margin`` cells plus ``grow`` times the box's larger side on every side:
     ``(B, T, K, 3)`` -> ``(B, T, height, width)`` bool. Frames without visible lips mark nothing."""
-    from models.conditions.keypoints import FACE_START
+    from models.keypoints import FACE_START
 
     lips = keypoints[:, :, FACE_START : FACE_START + 10].float()
     vis = lips[..., 2] > min_confidence  # (B, T, 10)

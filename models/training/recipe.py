@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from models.errors import UserError
@@ -26,14 +26,18 @@ STAGE_KINDS = ("vae", "dit")
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
-@dataclass(frozen=True)
+# Every key of a recipe file is a field below: the fields are the one list the parser checks keys
+# against and takes defaults from (a field without a default is a required key).
+
+
+@dataclass(frozen=True, kw_only=True)
 class Stage:
-    name: str
     kind: str  # vae | dit
     steps: int
     lr: float
-    warmup: int
     batch_size: int
+    name: str = ""  # "" : stage<i>
+    warmup: int = 0
     keep: dict[str, float] = field(default_factory=dict)  # condition -> keep ratio (absent: never)
     pose_only_with_audio: bool = False  # draw pose among the audio-bearing samples only
     motion_prob: float = 0.0  # share of batches that carry motion frames
@@ -48,16 +52,16 @@ class Stage:
     audio_lr_mult: float = 1.0  # DiT stages: the audio path's learning rate is the stage's times this
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Recipe:
-    name: str
     preset: str
-    seed: int
-    weight_decay: float
-    grad_clip: float
-    ema_decay: float
-    min_lr_ratio: float
     stages: tuple[Stage, ...]
+    name: str = ""  # "": the file's name
+    seed: int = 0
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    min_lr_ratio: float = 0.1
     num_workers: int = 2
     log_every: int = 10
     checkpoint_every: int = 200
@@ -105,17 +109,31 @@ def _need(d: dict, key: str, typ, where: str):
     return v
 
 
+def _keys(cls, raw: dict, where: str):
+    """Check ``raw``'s keys against ``cls``'s fields (plus "comment"); ``get(key)``: its value or the default."""
+    known = {f.name: f for f in fields(cls)}
+    for k in raw:
+        if k not in known and k != "comment":
+            raise UserError(f"{where}: unknown key '{k}'")
+    for name, f in known.items():
+        if f.default is MISSING and f.default_factory is MISSING and name not in raw:
+            raise UserError(f"{where}: missing key '{name}'")
+
+    def get(key: str):
+        if key in raw:
+            return raw[key]
+        f = known[key]
+        return f.default_factory() if f.default_factory is not MISSING else f.default
+
+    return get
+
+
 def parse_recipe(raw: dict, where: str) -> Recipe:
     from models.config import PRESETS
 
     if not isinstance(raw, dict):
         raise UserError(f"{where}: a recipe is a JSON object")
-    known = {"name", "preset", "seed", "weight_decay", "grad_clip", "ema_decay", "min_lr_ratio", "stages",
-             "num_workers", "log_every", "checkpoint_every", "vae_kl_weight", "mouth_weight", "precision", "comment",
-             "architecture"}
-    for k in raw:
-        if k not in known:
-            raise UserError(f"{where}: unknown key '{k}'")
+    get = _keys(Recipe, raw, where)
     preset = _need(raw, "preset", str, where)
     if preset not in PRESETS:
         raise UserError(f"{where}: key 'preset': unknown preset '{preset}' (known: {', '.join(PRESETS)})")
@@ -123,20 +141,15 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
     raw_stages = _need(raw, "stages", list, where)
     if not raw_stages:
         raise UserError(f"{where}: key 'stages' is empty")
-    stage_keys = {"name", "kind", "steps", "lr", "warmup", "batch_size", "keep", "pose_only_with_audio",
-                  "motion_prob", "segment_frames", "crop", "cache_windows", "decoder_only", "face_crops",
-                  "mouth_weight", "motion_noise", "lip_pixel_weight", "audio_lr_mult", "comment"}
     for i, s in enumerate(raw_stages):
         w = f"{where}: stages[{i}]"
         if not isinstance(s, dict):
             raise UserError(f"{w}: must be an object")
-        for k in s:
-            if k not in stage_keys:
-                raise UserError(f"{w}: unknown key '{k}'")
+        sget = _keys(Stage, s, w)
         kind = _need(s, "kind", str, w)
         if kind not in STAGE_KINDS:
             raise UserError(f"{w}: key 'kind' must be one of {STAGE_KINDS}, got '{kind}'")
-        keep = s.get("keep", {})
+        keep = sget("keep")
         if not isinstance(keep, dict):
             raise UserError(f"{w}: key 'keep' must be an object of ratios")
         for c, r in keep.items():
@@ -147,30 +160,30 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
         steps = _need(s, "steps", int, w)
         if steps < 0:
             raise UserError(f"{w}: key 'steps' must be >= 0")
-        seg = int(s.get("segment_frames", 0))
+        seg = int(sget("segment_frames"))
         if seg and (seg - 1) % 4:
             raise UserError(f"{w}: key 'segment_frames' must be 1 + 4k, got {seg}")
-        crop = s.get("crop", 0)
+        crop = sget("crop")
         if not isinstance(crop, int) or isinstance(crop, bool) or crop < 0 or crop % 16:
             raise UserError(f"{w}: key 'crop' must be a multiple of 16 pixels (0: whole frames), got {crop!r}")
-        cache_windows = s.get("cache_windows", 0)
+        cache_windows = sget("cache_windows")
         if not isinstance(cache_windows, int) or isinstance(cache_windows, bool) or cache_windows < 0:
             raise UserError(f"{w}: key 'cache_windows' must be a count >= 0, got {cache_windows!r}")
         if cache_windows and kind != "dit":
             raise UserError(f"{w}: key 'cache_windows' applies to 'dit' stages only")
-        decoder_only = s.get("decoder_only", False)
+        decoder_only = sget("decoder_only")
         if not isinstance(decoder_only, bool) or (decoder_only and kind != "vae"):
             raise UserError(f"{w}: key 'decoder_only' is true or false, and applies to 'vae' stages only")
-        face_crops = s.get("face_crops", 0.0)
+        face_crops = sget("face_crops")
         if not isinstance(face_crops, (int, float)) or isinstance(face_crops, bool) or not 0.0 <= face_crops <= 1.0:
             raise UserError(f"{w}: key 'face_crops' must be a share in [0, 1], got {face_crops!r}")
         if face_crops and not crop:
             raise UserError(f"{w}: key 'face_crops' needs 'crop' (the size of the crops to centre on the face)")
         stage_mouth = _weight(s, "mouth_weight", w) if s.get("mouth_weight") is not None else None
-        mp = float(s.get("motion_prob", 0.0))
+        mp = float(sget("motion_prob"))
         if not 0.0 <= mp <= 1.0:
             raise UserError(f"{w}: key 'motion_prob' must be in [0, 1]")
-        motion_noise = s.get("motion_noise", 0.0)
+        motion_noise = sget("motion_noise")
         if (not isinstance(motion_noise, (int, float)) or isinstance(motion_noise, bool)
                 or not 0.0 <= motion_noise <= 1.0):
             raise UserError(f"{w}: key 'motion_noise' must be a noise level in [0, 1], got {motion_noise!r}")
@@ -179,27 +192,27 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
         lip_pixel_weight = _weight(s, "lip_pixel_weight", w)
         if lip_pixel_weight and kind != "dit":
             raise UserError(f"{w}: key 'lip_pixel_weight' applies to 'dit' stages only")
-        audio_lr_mult = s.get("audio_lr_mult", 1.0)
+        audio_lr_mult = sget("audio_lr_mult")
         if (not isinstance(audio_lr_mult, (int, float)) or isinstance(audio_lr_mult, bool)
                 or not 0.0 < audio_lr_mult <= 100.0):
             raise UserError(f"{w}: key 'audio_lr_mult' must be a factor in (0, 100], got {audio_lr_mult!r}")
         if audio_lr_mult != 1.0 and kind != "dit":
             raise UserError(f"{w}: key 'audio_lr_mult' applies to 'dit' stages only")
         stages.append(Stage(
-            name=str(s.get("name", f"stage{i}")), kind=kind, steps=steps, lr=_need(s, "lr", float, w),
-            warmup=int(s.get("warmup", 0)), batch_size=_need(s, "batch_size", int, w),
+            name=str(sget("name") or f"stage{i}"), kind=kind, steps=steps, lr=_need(s, "lr", float, w),
+            warmup=int(sget("warmup")), batch_size=_need(s, "batch_size", int, w),
             keep={c: float(r) for c, r in keep.items()},
-            pose_only_with_audio=bool(s.get("pose_only_with_audio", False)),
+            pose_only_with_audio=bool(sget("pose_only_with_audio")),
             motion_prob=mp, motion_noise=float(motion_noise), segment_frames=seg, crop=crop,
             cache_windows=cache_windows, decoder_only=decoder_only, face_crops=float(face_crops),
             mouth_weight=stage_mouth, lip_pixel_weight=lip_pixel_weight, audio_lr_mult=float(audio_lr_mult),
         ))
     return Recipe(
-        name=str(raw.get("name", Path(where).stem)), preset=preset, seed=int(raw.get("seed", 0)),
-        weight_decay=float(raw.get("weight_decay", 0.01)), grad_clip=float(raw.get("grad_clip", 1.0)),
-        ema_decay=float(raw.get("ema_decay", 0.999)), min_lr_ratio=float(raw.get("min_lr_ratio", 0.1)),
-        stages=tuple(stages), num_workers=int(raw.get("num_workers", 2)), log_every=int(raw.get("log_every", 10)),
-        checkpoint_every=int(raw.get("checkpoint_every", 200)), vae_kl_weight=float(raw.get("vae_kl_weight", 1e-6)),
+        name=str(get("name") or Path(where).stem), preset=preset, seed=int(get("seed")),
+        weight_decay=float(get("weight_decay")), grad_clip=float(get("grad_clip")),
+        ema_decay=float(get("ema_decay")), min_lr_ratio=float(get("min_lr_ratio")),
+        stages=tuple(stages), num_workers=int(get("num_workers")), log_every=int(get("log_every")),
+        checkpoint_every=int(get("checkpoint_every")), vae_kl_weight=float(get("vae_kl_weight")),
         mouth_weight=_weight(raw, "mouth_weight", where), precision=_precision(raw, where),
         architecture=_architecture(raw, preset, where),
     )

@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 
 from models.conditions.audio import MelFeatures
-from models.conditions.keypoints import LIP_CHANNELS, render_heatmaps
 from models.conditions.text import tokenize
 from models.config import latent_frames
 from models.dit import Conditions
 from models.errors import UserError
 from models.flow import flow_loss, interpolate, sample_timesteps, shift_for_tokens
+from models.keypoints import LIP_CHANNELS, render_heatmaps
 from models.model import OmniHuman
 from models.training.latent_cache import lip_pixels
 from models.training.plan import draw_conditions
@@ -317,7 +317,7 @@ class Trainer:
         lips of the window's first frame, so the small details that carry speech are seen far more
         often than their share of the frame.
         """
-        from models.conditions.keypoints import FACE_START
+        from models.keypoints import FACE_START
 
         b = video.shape[0]
         h, w = video.shape[-2:]

@@ -16,8 +16,12 @@ Layout (K = 95):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 NUM_BODY = 33
 NUM_HAND = 21
@@ -201,7 +205,7 @@ def render_heatmaps(
     width: int,
     sigma: float = 0.02,
     device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Render keypoints ``(T, K, 3)`` to heatmaps ``(C, T, H, W)`` with ``C = HEATMAP_CHANNELS``.
 
@@ -209,6 +213,9 @@ def render_heatmaps(
     to the segment, scaled by the segment's confidence (the lower of its two ends). ``sigma`` is a
     fraction of the frame's shorter side so any aspect ratio renders alike.
     """
+    import torch  # only the heatmaps need torch: the layout itself is numpy, and config.py imports it
+
+    dtype = dtype or torch.float32
     kp = torch.as_tensor(keypoints, dtype=torch.float32, device=device)
     if kp.ndim != 3 or kp.shape[1:] != (NUM_KEYPOINTS, 3):
         raise ValueError(f"keypoints: expected (T, {NUM_KEYPOINTS}, 3), got {tuple(kp.shape)}")
