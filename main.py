@@ -6,9 +6,6 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.threads import configure_wait_policy
-
-    configure_wait_policy()  # before anything imports torch: OpenMP reads it once (models/threads.py)
     argv = sys.argv[1:] if argv is None else argv
     if argv:
         from models.cli import main as cli_main

@@ -8,8 +8,9 @@ with one of two cores busy (2x is the fair share). Policies:
 - ``default``: torch's own choice, one thread per core, OpenMP's default (spinning) wait.
 - ``one``: a single thread.
 - ``passive-all``: one thread per core, passive wait.
-- ``governor-active``: the thread governor (threads = free cores), default wait.
-- ``governor``: what ``main.py generate`` and the app do: the governor and passive wait.
+- ``governor``: what ``main.py generate`` and the app do: the thread governor (threads = free
+  cores), OpenMP's default wait.
+- ``governor-passive``: the governor and passive wait (measured slower alone on 2 cores; see models/threads.py).
 
     python benchmarks/threads.py                                  # bundled toon-s, 3 segments, all policies
     python benchmarks/threads.py --random-init tiny --segments 1 --policies governor   # seconds: a smoke run
@@ -29,14 +30,14 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-POLICIES = ("default", "one", "passive-all", "governor-active", "governor")
+POLICIES = ("default", "one", "passive-all", "governor", "governor-passive")
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
 SPIN = "import time\nwhile True:\n    pass\n"
 
 
 def child_env(policy: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", *PASSIVE)}
-    if policy in ("passive-all", "governor"):
+    if policy in ("passive-all", "governor-passive"):
         env.update(PASSIVE)
     return env
 

@@ -17,12 +17,12 @@ The policy, in three parts:
    within a step or two. ``reserve`` keeps cores for work inside this process: the app keeps one
    for its UI and live preview (the preview renders on a thread of its own; the generator gets
    the rest). Without ``/proc/stat`` (macOS, Windows) it falls back to ``cores - reserve``.
-2. **Passive waiting.** ``configure_wait_policy`` sets ``OMP_WAIT_POLICY=PASSIVE`` (GNU OpenMP,
-   which the torch wheels ship) and ``KMP_BLOCKTIME=0`` (Intel OpenMP) unless the user set them,
-   before torch is imported (``main.py`` does it first). An idle worker then sleeps instead of
-   spinning: it leaves the CPU to the competitor, and on waking the scheduler lets it run
-   promptly instead of waiting for the end of a spinner's time slice. This has to be decided
-   before torch loads: the OpenMP runtime reads it once.
+2. **Spinning waits stay.** OpenMP's passive wait (``OMP_WAIT_POLICY=PASSIVE``) was measured
+   and not adopted: on the 2-core CPU (toon-s, 2 segments, ``benchmarks/threads.py``) it made a
+   segment 1.5x slower alone (3.4-3.7 s against 2.4 s) for no gain beside a busy core once the
+   governor has taken the busy core's thread away (governor with spinning waits: 2.36 s alone,
+   4.64 s busy, 1.97x; default: 2.43 s alone, 15.7 s busy, 6.5x). The benchmark still offers it
+   (``passive-all``, ``governor-passive``) for other machines.
 3. **One inter-op thread.** Generation runs one operator at a time; extra inter-op threads only
    add idle threads to the pool.
 
@@ -40,19 +40,6 @@ from dataclasses import dataclass, field
 OTHER_CORE_AT = 0.4  # other processes' load (in cores) from which a core counts as taken
 INTERVAL = 1.0  # seconds between re-evaluations
 MIN_WINDOW = 0.2  # seconds: a shorter measurement window is too coarse (10 ms ticks)
-WAIT_POLICY_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
-
-
-def configure_wait_policy(environ: dict | None = None) -> dict[str, str]:
-    """Set the OpenMP wait policy (see the module docstring) unless the user chose one; returns
-    the variables set. Only effective before torch is first imported."""
-    env = os.environ if environ is None else environ
-    done = {}
-    for k, v in WAIT_POLICY_ENV.items():
-        if k not in env:
-            env[k] = v
-            done[k] = v
-    return done
 
 
 def available_cores() -> int:
