@@ -63,23 +63,16 @@ def _verdicts(table: dict, take: dict) -> list[tuple[str, bool, str]]:
 
 
 def long_take(model, clip, seconds: float, steps: int | None) -> dict:
-    from models.training.evaluate import drift, identity_take, match_region
+    from models.training.evaluate import drift, identity_take
 
     t0 = time.perf_counter()
     take = identity_take(model, clip, seconds=seconds, steps=steps)
     take["gen_s_per_s"] = (time.perf_counter() - t0) / take["seconds"]
     frames = take.pop("frames")
-    fps = clip.fps
     seg = model.config.sampling.segment_frames
     take["colour_shift"] = drift(frames[:seg], frames[-seg:], clip.frames[0])["colour_shift"]
-    from models.training.evaluate import face_box
-
-    box = face_box(clip.keypoints[0], *clip.frames[0].shape[:2])
-    if box is not None:
-        _, match = match_region(frames[: int(10 * fps)], clip.frames[0], box, max(4, (box[2] - box[0]) // 2))
-        take["face_match_min_10s"] = float(np.nanmin(match))
-    else:
-        take["face_match_min_10s"] = float("nan")
+    first10 = take.pop("face_match_frames")[: int(10 * clip.fps)]
+    take["face_match_min_10s"] = float(np.nanmin(first10)) if np.isfinite(first10).any() else float("nan")
     take["_frames"] = frames
     return take
 

@@ -477,8 +477,9 @@ def identity_take(model, clip, seconds: float = 10.0, steps: int | None = None, 
             entry["face_match"] = float(np.nanmean(match[k * step : (k + 1) * step]))
         out_min = float(np.nanmin(match)) if np.isfinite(match).any() else float("nan")
     else:
-        out_min = float("nan")
-    out = {"seconds": len(frames) / fps, "per_second": per_second, "frames": frames, "face_match_min": out_min}
+        match, out_min = np.full(len(frames), np.nan), float("nan")
+    out = {"seconds": len(frames) / fps, "per_second": per_second, "frames": frames, "face_match_min": out_min,
+           "face_match_frames": match}
     if getattr(engine, "model", None) is not None:
         rt = vae_round_trip(engine.model, ref[None])[0]
         out["vae_ssim"], out["vae_detail"] = ssim(rt, ref), detail(rt) / ref_detail
