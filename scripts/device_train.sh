@@ -13,15 +13,14 @@
 # files come back in pieces of at most 16 MiB. docs/TRAINING_ON_A_GPU.md has the whole procedure.
 #
 # Knobs for a dry run on a CPU (the test suite uses them): OMNI_SIZE (synth preset, default face-s),
-# OMNI_FRAMINGS (synth framing mix, default face=0.6,portrait=0.4), OMNI_RECIPE (default face-s-gpu-session), OMNI_CLIPS (default 2400), OMNI_BANK_COUNT (default 480),
+# OMNI_FRAMINGS (synth framing mix, default face=0.6,portrait=0.4), OMNI_RECIPE (default face-s-gpu-session), OMNI_CLIPS (default 3200), OMNI_BANK_COUNT (default 480),
 # OMNI_WORKERS (default: all cores), OMNI_DEVICE (default auto), OMNI_WORK (scratch, default /tmp/omni-train),
 # OMNI_KIT (default .devkit), OMNI_RESERVE (seconds kept for the export, default 45), OMNI_MIN_TRAIN (default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 KIT="${OMNI_KIT:-$ROOT/.devkit}"
-ASIDE="${OMNI_ASIDE:-/tmp/omnihuman-bundled-face-s.safetensors}"
-BUNDLED="$ROOT/resources/models/face-s/model.safetensors"
+ASIDE="${OMNI_ASIDE:-/tmp/omnihuman-aside}"
 PIECE_MIB=15
 
 now() { date +%s; }
@@ -37,19 +36,29 @@ prepare() {
     mkdir -p "$KIT"
     python3 main.py speech-bank --out "$KIT/bank" --count "$count" --seed 0
   fi
-  if [ -f "$BUNDLED" ]; then
-    mv "$BUNDLED" "$ASIDE"
-    say "bundled checkpoint set aside at $ASIDE (restore with: bash scripts/device_train.sh restore)"
-  fi
+  # Every bundled diffusion checkpoint leaves the tree that travels (the cap is 64 MiB).
+  local f name
+  mkdir -p "$ASIDE"
+  for f in "$ROOT"/resources/models/*/model.safetensors; do
+    [ -f "$f" ] || continue
+    name=$(basename "$(dirname "$f")")
+    mv "$f" "$ASIDE/$name.safetensors"
+    say "bundled checkpoint $name set aside in $ASIDE (restore with: bash scripts/device_train.sh restore)"
+  done
   du -sh "$KIT" >&2
   say "ready: device run with carry [\".devkit\"] and the command: bash scripts/device_train.sh run 9.3"
 }
 
 restore() {
-  if [ -f "$ASIDE" ] && [ ! -f "$BUNDLED" ]; then
-    mv "$ASIDE" "$BUNDLED"
-    say "bundled checkpoint restored"
-  fi
+  local f name
+  for f in "$ASIDE"/*.safetensors; do
+    [ -f "$f" ] || continue
+    name=$(basename "$f" .safetensors)
+    if [ ! -f "$ROOT/resources/models/$name/model.safetensors" ]; then
+      mv "$f" "$ROOT/resources/models/$name/model.safetensors"
+      say "bundled checkpoint $name restored"
+    fi
+  done
 }
 
 run() {
@@ -62,7 +71,7 @@ run() {
   size="${OMNI_SIZE:-face-s}"
   framings="${OMNI_FRAMINGS:-face=0.6,portrait=0.4}"
   recipe="${OMNI_RECIPE:-face-s-gpu-session}"
-  clips="${OMNI_CLIPS:-2400}"
+  clips="${OMNI_CLIPS:-3200}"
   workers="${OMNI_WORKERS:-$(nproc)}"
   device="${OMNI_DEVICE:-auto}"
   export PYTHONUNBUFFERED=1
@@ -107,8 +116,12 @@ PY
   left=$(( deadline - $(now) - reserve ))
   fit_minutes=$(python3 -c "print(max(0.2, $left / 60))")
   say "training for at most $fit_minutes min"
-  python3 main.py train --recipe "$work/fitted.json" --data "$work/data" --out "$work/run" --device "$device" \
-    --max-minutes "$fit_minutes" --export "$work/model"
+  if ! python3 main.py train --recipe "$work/fitted.json" --data "$work/data" --out "$work/run" --device "$device" \
+      --max-minutes "$fit_minutes" --export "$work/model"; then
+    # A crash late in the run still brings back its last checkpoint (one every fifth of the plan).
+    say "training failed; exporting the last checkpoint"
+    python3 main.py export-model "$work/run" --out "$work/model" || { say "no checkpoint to export"; exit 6; }
+  fi
 
   cp "$work/fitted.json" "$out/recipe.fitted.json"
   cp "$work/run/log.jsonl" "$out/log.jsonl"
@@ -134,7 +147,8 @@ collect() {
   python3 -c "
 import sys; from models.checkpoint import load_model
 m = load_model(sys.argv[1]); print(f'{sys.argv[1]}: {m.config.name} loads')" "$dest"
-  rm -f "$ASIDE"
+  [ -f "$ASIDE/$(basename "$dest").safetensors" ] && rm -f "$ASIDE/$(basename "$dest").safetensors"
+  restore
   say "collected into $dest; write its MODEL_CARD.md from $src/MODEL_CARD.md and an eval run"
 }
 
