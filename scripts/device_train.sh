@@ -46,7 +46,7 @@ prepare() {
     say "bundled checkpoint $name set aside in $ASIDE (restore with: bash scripts/device_train.sh restore)"
   done
   du -sh "$KIT" >&2
-  say "ready: device run with carry [\".devkit\"] and the command: bash scripts/device_train.sh run 9.3"
+  say "ready: device run with carry [\".devkit\"] and the command: bash scripts/device_train.sh run 9.0"
 }
 
 restore() {
@@ -62,7 +62,7 @@ restore() {
 }
 
 run() {
-  local minutes="${1:-9.3}"
+  local minutes="${1:-9.0}"
   local t0 deadline out work size recipe clips workers device
   t0=$(now)
   deadline=$(python3 -c "print(int($t0 + 60 * $minutes))")

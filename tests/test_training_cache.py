@@ -77,6 +77,23 @@ def test_cached_windows_match_the_streaming_encoding(dataset, tmp_path):
         LatentWindows(buckets, batch_size=64, seed=1)
 
 
+def test_cache_built_by_loader_processes_is_the_same(dataset, tmp_path):
+    """Loader processes (the GPU path) decode the same windows in the same order as the main process."""
+    from models.training.latent_cache import build_cache
+    from models.training.trainer import MOTION_FRAMES, Trainer
+
+    t = Trainer(_cached_recipe(), [str(dataset)], tmp_path / "w", device="cpu", log=lambda s: None)
+    seg = 5
+    args = ([str(dataset)], seg, MOTION_FRAMES, 5, 0, lambda b: t.encode_cache_batch(b, seg))
+    serial = build_cache(*args, batch_size=2, log=lambda s: None)
+    parallel = build_cache(*args, batch_size=2, log=lambda s: None, num_workers=2)
+    assert [b["caption"] for b in serial] == [b["caption"] for b in parallel]
+    assert sum(len(b["caption"]) for b in serial) == 5
+    for a, b in zip(serial, parallel, strict=True):
+        for k in ("x0", "motion", "ref", "mel", "heat", "mouth", "audio_ok", "pose_ok"):
+            assert torch.equal(a[k], b[k]), k
+
+
 def test_mouth_cells_cover_the_lips_per_latent_frame():
     from models.keypoints import FACE_START, NUM_KEYPOINTS
     from models.training.latent_cache import mouth_cells

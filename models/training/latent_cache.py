@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.utils.data
 
 # What one cached window holds, all stacked per resolution bucket:
 #   x0      (C, 1+k, h, w) float16  target latents (normalised)
@@ -122,10 +123,13 @@ def build_cache(
     rank: int = 0,
     world_size: int = 1,
     log: Callable[[str], None] = print,
+    num_workers: int = 0,
 ) -> list[dict]:
     """Encode up to ``windows`` windows of ``motion_frames + segment_frames`` frames.
 
     ``encode_batch`` maps a ``WindowDataset`` batch to a dict of ``TENSOR_KEYS`` (on the CPU).
+    ``num_workers`` processes decode the windows while the encoder runs (a GPU encodes faster than
+    one process decodes JPEG frames); the batches, and so the cache, are the same for any count.
     """
     from models.data.dataset import WindowDataset
 
@@ -140,11 +144,19 @@ def build_cache(
         log(f"latent cache: the data holds {total} windows of {motion_frames + segment_frames} frames, "
             f"fewer than the {windows} asked for; caching all of them")
     last_log = t0
+    todo, planned = [], 0
     for items in plan:
-        if done >= total:
+        if planned >= total:
             break
-        items = items[: total - done]
-        batch = ds.make_batch(items, 0)
+        todo.append(items[: total - planned])
+        planned += len(todo[-1])
+    batches: Iterator[dict] = (ds.make_batch(items, 0) for items in todo)
+    if num_workers > 0:
+        from torch.utils.data import DataLoader
+
+        batches = iter(DataLoader(_PlannedBatches(ds, todo), batch_size=None, shuffle=False,
+                                  num_workers=num_workers))
+    for items, batch in zip(todo, batches, strict=True):
         enc = encode_batch(batch)
         shape = tuple(batch["video"].shape[-2:])
         slot = per_bucket.setdefault(shape, {k: [] for k in (*TENSOR_KEYS, "caption", "audio_ok", "pose_ok")})
@@ -167,6 +179,19 @@ def build_cache(
         b["caption"] = slot["caption"]
         buckets.append(b)
     return buckets
+
+
+class _PlannedBatches(torch.utils.data.Dataset):
+    """The cache's batches by index, for loader processes (the order stays the plan's)."""
+
+    def __init__(self, ds, todo: list[list[tuple[int, int]]]) -> None:
+        self.ds, self.todo = ds, todo
+
+    def __len__(self) -> int:
+        return len(self.todo)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.ds.make_batch(self.todo[i], 0)
 
 
 def save_cache(buckets: list[dict], path: Path) -> None:

@@ -266,7 +266,11 @@ class Trainer:
             buckets = lc.build_cache(
                 self.data, seg, MOTION_FRAMES, stage.cache_windows // self.dist.world_size, self.recipe.seed,
                 lambda batch: self.encode_cache_batch(batch, seg), rank=self.dist.rank,
-                world_size=self.dist.world_size, log=self.log if self.dist.main else (lambda s: None))
+                world_size=self.dist.world_size, log=self.log if self.dist.main else (lambda s: None),
+                # A GPU encodes a window in well under the time one process takes to decode its
+                # frames: loader processes feed it, in batches the size of the stage's.
+                batch_size=stage.batch_size if self.device.type == "cuda" else 4,
+                num_workers=self.num_workers if self.device.type == "cuda" else 0)
             lc.save_cache(buckets, path)
         windows = lc.LatentWindows(buckets, stage.batch_size, seed=self.recipe.seed + 17 * stage_idx)
         if self.data_state and self.data_state.get("stage") == stage_idx:
@@ -381,12 +385,12 @@ class Trainer:
         kp = batch["keypoints"][:, MOTION_FRAMES : MOTION_FRAMES + seg]
         h, w = batch["video"].shape[-2:]
         lh, lw = lat["x0"].shape[-2:]
-        heat = render_heatmaps(kp.flatten(0, 1), h, w, sigma=self.config.cond.heatmap_sigma)
+        heat = render_heatmaps(kp.flatten(0, 1), h, w, sigma=self.config.cond.heatmap_sigma, device=self.device)
         heat = heat.unflatten(1, (kp.shape[0], seg)).transpose(0, 1)  # (B, P, T, H, W)
         return {
             "x0": lat["x0"].half().cpu(), "motion": lat["motion"].half().cpu(), "ref": lat["ref"].half().cpu(),
             "mel": self.window_mel(batch, seg, MOTION_FRAMES).half(),
-            "heat": heat.mul(255).round().to(torch.uint8),
+            "heat": heat.mul(255).round().to(torch.uint8).cpu(),
             "mouth": mouth_cells(kp, lh, lw),
         }
 
