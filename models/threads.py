@@ -186,3 +186,18 @@ class PreviewShare:
         import cv2
 
         cv2.setNumThreads(self._cv2)
+
+
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX). Without it, bf16
+    autocast is emulated: measured 35x slower than float32 for face-s's VAE step on an AVX2 EPYC
+    (17.6 s against 0.5 s). Where the flags cannot be read, assume it does not."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False

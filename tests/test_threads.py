@@ -107,3 +107,32 @@ def test_benchmark_runs_at_a_tiny_size(capsys):
                          "--busy-nice", "19"]) == 0
     out = capsys.readouterr().out
     assert "busy/alone" in out and "governor" in out and "random tiny" in out
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
+    from models.threads import cpu_has_native_bf16
+
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma f16c\n")
+    zen4 = tmp_path / "zen4"
+    zen4.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert not cpu_has_native_bf16(str(avx2))
+    assert cpu_has_native_bf16(str(zen4))
+    assert not cpu_has_native_bf16(str(tmp_path / "missing"))
+
+
+def test_a_bf16_recipe_trains_in_float32_on_a_cpu_without_bf16(monkeypatch, tmp_path):
+    import json
+
+    from models.training import trainer as tr
+    from models.training.recipe import parse_recipe
+
+    raw = json.loads(open("resources/recipes/tiny-test.json").read())
+    raw["precision"] = "bf16"
+    recipe = parse_recipe(raw, "bf16.json")
+    said = []
+    monkeypatch.setattr(tr, "cpu_has_native_bf16", lambda: False)
+    assert not tr.Trainer(recipe, [], tmp_path / "a", device="cpu", log=said.append).amp
+    assert any("float32" in s for s in said)
+    monkeypatch.setattr(tr, "cpu_has_native_bf16", lambda: True)
+    assert tr.Trainer(recipe, [], tmp_path / "b", device="cpu", log=said.append).amp

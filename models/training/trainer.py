@@ -29,6 +29,7 @@ from models.errors import UserError
 from models.flow import flow_loss, interpolate, sample_timesteps, shift_for_tokens
 from models.keypoints import LIP_CHANNELS, render_heatmaps
 from models.model import OmniHuman
+from models.threads import cpu_has_native_bf16
 from models.training.latent_cache import lip_pixels
 from models.training.plan import draw_conditions
 from models.training.recipe import Recipe, Stage, lr_at
@@ -123,13 +124,17 @@ class Trainer:
         # bf16 autocast: always on GPUs; on CPUs only when asked (CPUs with AVX512-BF16 or AMX run
         # the transformer's matmuls several times faster in bf16; older ones emulate it slowly).
         self.amp = recipe.precision == "bf16" or (recipe.precision == "auto" and self.device.type == "cuda")
+        self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+        if self.amp and self.device.type == "cpu" and not cpu_has_native_bf16():
+            self.amp = False
+            self.log(f"{recipe.name}: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), where bf16 "
+                     "autocast is emulated and tens of times slower: training in float32")
         if self.device.type == "cuda":
             # Fixed window shapes: let cuDNN pick the fastest 3D convolutions (the VAE), and TF32 for
             # what runs outside bf16 autocast.
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
         self.num_workers = recipe.num_workers if num_workers is None else num_workers
         self.max_steps = max_steps
         self.max_seconds = None if max_minutes is None else max_minutes * 60.0
