@@ -152,9 +152,7 @@ def build_cache(
         planned += len(todo[-1])
     batches: Iterator[dict] = (ds.make_batch(items, 0) for items in todo)
     if num_workers > 0:
-        from torch.utils.data import DataLoader
-
-        batches = iter(DataLoader(_PlannedBatches(ds, todo), batch_size=None, shuffle=False,
+        batches = iter(torch.utils.data.DataLoader(_PlannedBatches(ds, todo), batch_size=None, shuffle=False,
                                   num_workers=num_workers))
     for items, batch in zip(todo, batches, strict=True):
         enc = encode_batch(batch)
