@@ -306,6 +306,8 @@ class OmniHumanTransformer(nn.Module):
         self.audio_null = nn.Parameter(torch.zeros(d))  # the absent-audio token
         self.audio_pad = nn.Parameter(torch.zeros(d))  # outside the clip
         self.audio_pos = nn.Parameter(torch.zeros(cfg.audio_window, d))
+        # Training-time lip reading from the audio features (see DiTConfig.mouth_head).
+        self.audio_mouth = nn.Conv1d(d, cfg.mouth_head, 5, padding=2) if cfg.mouth_head else None
         self.pose_guider = PoseGuider(cfg)
         self.blocks = nn.ModuleList(MMDiTBlock(cfg) for _ in range(cfg.depth))
         self.gradient_checkpointing = False
@@ -315,6 +317,8 @@ class OmniHumanTransformer(nn.Module):
         """The parameters that exist only to bring in the audio: its projection, its null, pad and
         position tokens, and every block's audio cross-attention (a recipe may train them faster)."""
         mods = [self.audio_proj] + [b.audio_attn for b in self.blocks]
+        if self.audio_mouth is not None:
+            mods.append(self.audio_mouth)
         params = [p for m in mods for p in m.parameters()] + [self.audio_null, self.audio_pad, self.audio_pos]
         return [p for p in params if p.requires_grad]
 
@@ -347,6 +351,15 @@ class OmniHumanTransformer(nn.Module):
         for m in self.zero_initialised():
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
+
+    def read_lips(self, audio: torch.Tensor) -> torch.Tensor:
+        """The lip-reading head: per-video-frame audio features ``(B, T, F_audio)`` -> mouth
+        parameters ``(B, T, mouth_head)``, from the same projected features the audio
+        cross-attention reads (training supervises it; generation does not use it)."""
+        if self.audio_mouth is None:
+            raise ValueError("this transformer has no lip-reading head (its config's mouth_head is 0)")
+        feats = self.audio_proj(audio.to(self.patch_embed.weight.dtype))  # (B, T, D)
+        return self.audio_mouth(feats.transpose(1, 2)).transpose(1, 2)
 
     # -- conditions ---------------------------------------------------------------------------
 

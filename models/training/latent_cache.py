@@ -37,7 +37,9 @@ import torch.utils.data
 #   mel     (T, D)         float16  audio features of the target frames
 #   heat    (P, T, H, W)   uint8    pose heatmaps of the target frames (x 255)
 #   mouth   (1+k, h, w)    bool     latent cells around the lips (for the mouth-weighted loss)
-TENSOR_KEYS = ("x0", "motion", "ref", "mel", "heat", "mouth")
+#   lips    (T, 4)         float16  the target frames' mouth parameters (for the lip-reading head)
+#   has_lips ()            bool     whether ``lips`` is ground truth (synthetic clips)
+TENSOR_KEYS = ("x0", "motion", "ref", "mel", "heat", "mouth", "lips", "has_lips")
 
 
 def vae_fingerprint(vae: torch.nn.Module) -> str:

@@ -50,6 +50,7 @@ class Stage:
     mouth_weight: float | None = None  # extra loss weight around the lips (None: the recipe's for DiT, 0 for VAE)
     lip_pixel_weight: float = 0.0  # DiT stages: weight of the decoded-lips loss (see Trainer.lip_pixel_loss)
     audio_lr_mult: float = 1.0  # DiT stages: the audio path's learning rate is the stage's times this
+    audio_mouth_weight: float = 0.0  # DiT stages: weight of the lip-reading loss (DiTConfig.mouth_head)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,6 +199,9 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
             raise UserError(f"{w}: key 'audio_lr_mult' must be a factor in (0, 100], got {audio_lr_mult!r}")
         if audio_lr_mult != 1.0 and kind != "dit":
             raise UserError(f"{w}: key 'audio_lr_mult' applies to 'dit' stages only")
+        audio_mouth_weight = _weight(s, "audio_mouth_weight", w)
+        if audio_mouth_weight and kind != "dit":
+            raise UserError(f"{w}: key 'audio_mouth_weight' applies to 'dit' stages only")
         stages.append(Stage(
             name=str(sget("name") or f"stage{i}"), kind=kind, steps=steps, lr=_need(s, "lr", float, w),
             warmup=int(sget("warmup")), batch_size=_need(s, "batch_size", int, w),
@@ -206,8 +210,9 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
             motion_prob=mp, motion_noise=float(motion_noise), segment_frames=seg, crop=crop,
             cache_windows=cache_windows, decoder_only=decoder_only, face_crops=float(face_crops),
             mouth_weight=stage_mouth, lip_pixel_weight=lip_pixel_weight, audio_lr_mult=float(audio_lr_mult),
+            audio_mouth_weight=audio_mouth_weight,
         ))
-    return Recipe(
+    recipe = Recipe(
         name=str(get("name") or Path(where).stem), preset=preset, seed=int(get("seed")),
         weight_decay=float(get("weight_decay")), grad_clip=float(get("grad_clip")),
         ema_decay=float(get("ema_decay")), min_lr_ratio=float(get("min_lr_ratio")),
@@ -216,6 +221,10 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
         mouth_weight=_weight(raw, "mouth_weight", where), precision=_precision(raw, where),
         architecture=_architecture(raw, preset, where),
     )
+    if any(st.audio_mouth_weight for st in stages) and not recipe.model_config().dit.mouth_head:
+        raise UserError(f"{where}: key 'audio_mouth_weight' needs a model with a lip-reading head "
+                        f"(dit.mouth_head > 0); preset '{preset}' has none")
+    return recipe
 
 
 def _architecture(raw: dict, preset: str, where: str) -> dict:

@@ -105,8 +105,12 @@ class TransformerStep(torch.nn.Module):
         super().__init__()
         self.transformer = transformer
 
-    def forward(self, xt: torch.Tensor, t: torch.Tensor, cond: Conditions, frames: int) -> torch.Tensor:
-        return self.transformer(xt, t, self.transformer.prepare(cond, frames))
+    def forward(self, xt: torch.Tensor, t: torch.Tensor, cond: Conditions, frames: int,
+                read_lips: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        v = self.transformer(xt, t, self.transformer.prepare(cond, frames))
+        if not read_lips:
+            return v
+        return v, self.transformer.read_lips(cond.audio)
 
 
 class Trainer:
@@ -397,6 +401,8 @@ class Trainer:
             "mel": self.window_mel(batch, seg, MOTION_FRAMES).half(),
             "heat": heat.mul(255).round().to(torch.uint8).cpu(),
             "mouth": mouth_cells(kp, lh, lw),
+            "lips": batch["mouth"][:, MOTION_FRAMES : MOTION_FRAMES + seg].half(),
+            "has_lips": batch["has_mouth"].bool(),
         }
 
     def dit_step(self, stage: Stage, batch: dict) -> dict[str, float]:
@@ -473,8 +479,23 @@ class Trainer:
         t = sample_timesteps(b, shift_for_tokens(n_tokens), generator=self.gen).to(dev)
         noise = torch.randn(x0.shape, generator=self.gen).to(dev)
         xt = interpolate(x0, noise, t)
+        # The lip-reading head (DiTConfig.mouth_head): the mouth parameters of the samples that hear
+        # their own audio and know their mouth (synthetic clips), from the audio features alone.
+        lip_rows = None
+        if stage.audio_mouth_weight > 0 and audio is not None:
+            has = batch["has_lips"] if cached else batch["has_mouth"]
+            lip_rows = (draw.audio & has.bool().cpu()).nonzero().flatten()
+            if len(lip_rows) == 0:
+                lip_rows = None
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp):
-            pred = self._dit_forward(xt, t, cond, n_lat)
+            pred = self._dit_forward(xt, t, cond, n_lat, read_lips=lip_rows is not None)
+        lips_loss = None
+        if lip_rows is not None:
+            pred, lips_hat = pred
+            target = (batch["lips"] if cached else batch["mouth"][:, offset : offset + seg]).float()
+            rows = lip_rows.to(dev)
+            # Parameters in [0, 1] with spreads of 0.15-0.3: errors in units of 0.25.
+            lips_loss = ((lips_hat[rows].float() - target.to(dev)[rows]) / 0.25).pow(2).mean()
         weight_map = None
         if mouth_weight > 0:
             weight_map = 1.0 + mouth_weight * cells.to(dev).float()
@@ -486,6 +507,9 @@ class Trainer:
             if lip is not None:
                 loss = loss + stage.lip_pixel_weight * lip
                 out["lip_px"] = float(lip.detach())
+        if lips_loss is not None:
+            loss = loss + stage.audio_mouth_weight * lips_loss
+            out["lips"] = float(lips_loss.detach())
         loss.backward()
         for name, v in zip(draw.mix_names(), per_sample.detach().cpu().tolist(), strict=True):
             self.history[name].append(v)
@@ -551,8 +575,8 @@ class Trainer:
             self.ema.update(self.model.transformer, self.step - self.first_dit_step)
         return stats, gnorm
 
-    def _dit_forward(self, xt, t, cond, frames):
-        return self._dit_module(xt, t, cond, frames)
+    def _dit_forward(self, xt, t, cond, frames, read_lips: bool = False):
+        return self._dit_module(xt, t, cond, frames, read_lips)
 
     # -- loop -----------------------------------------------------------------------------------
 
@@ -717,6 +741,8 @@ class Trainer:
             msg += f" psnr {avg['psnr']:.1f}"
         if "lip_px" in avg:
             msg += f" lip_px {avg['lip_px']:.4f}"
+        if "lips" in avg:
+            msg += f" lips {avg['lips']:.3f}"
         if mixes:
             msg += " | " + " ".join(f"{k} {v:.3f}" for k, v in sorted(mixes.items()))
         self.log(msg)

@@ -1,0 +1,98 @@
+"""The lip-reading head on the audio path (DiTConfig.mouth_head, a stage's audio_mouth_weight)."""
+
+import json
+
+import pytest
+import torch
+
+from models.errors import UserError
+from models.training.recipe import parse_recipe
+
+RECIPE = {
+    "preset": "tiny-face", "seed": 0, "num_workers": 0, "log_every": 1, "checkpoint_every": 100,
+    "ema_decay": 0.9, "stages": [
+        {"name": "audio", "kind": "dit", "steps": 6, "lr": 3e-3, "warmup": 1, "batch_size": 2,
+         "keep": {"audio": 1.0, "reference": 1.0}, "cache_windows": 4, "audio_mouth_weight": 1.0}],
+}
+
+
+@pytest.fixture(scope="module")
+def face_data(tmp_path_factory):
+    from models.cli import main
+
+    out = tmp_path_factory.mktemp("lips") / "ds"
+    assert main(["synth", "--clips", "3", "--out", str(out), "--size", "tiny-face", "--seed", "11", "--workers", "1",
+                 "--framings", "face=1.0"]) == 0
+    return out
+
+
+def test_the_head_reads_per_frame_mouth_parameters_from_the_audio_features():
+    from models.checkpoint import random_model
+
+    tr = random_model("tiny-face", seed=0).transformer
+    mel = torch.randn(2, 9, tr.cfg.audio_feature_dim)
+    out = tr.read_lips(mel)
+    assert out.shape == (2, 9, 4)
+    # Its parameters are part of the audio path (the audio_lr_mult group trains them).
+    assert {id(p) for p in tr.audio_mouth.parameters()} <= {id(p) for p in tr.audio_path_parameters()}
+    # A frame's reading depends on its neighbours within +-2 frames only.
+    mel2 = mel.clone()
+    mel2[:, 8] += 1.0
+    diff = (tr.read_lips(mel2) - out).abs().amax((0, 2))
+    assert diff[:6].max() == 0 and diff[6:].min() > 0
+
+
+def test_presets_without_a_head_refuse_the_weight_and_keep_loading():
+    from models.checkpoint import random_model
+
+    raw = json.loads(json.dumps(RECIPE))
+    raw["preset"] = "tiny"
+    with pytest.raises(UserError, match="audio_mouth_weight.*lip-reading head.*'tiny'"):
+        parse_recipe(raw, "r.json")
+    tr = random_model("tiny", seed=0).transformer
+    assert tr.audio_mouth is None and not any("audio_mouth" in k for k in tr.state_dict())
+    with pytest.raises(ValueError, match="no lip-reading head"):
+        tr.read_lips(torch.zeros(1, 5, tr.cfg.audio_feature_dim))
+
+
+@pytest.mark.parametrize("kind, value, match", [("dit", -1, "number >= 0"), ("dit", "x", "number >= 0"),
+                                                ("vae", 1.0, "dit' stages only")])
+def test_bad_weights_are_named(kind, value, match):
+    raw = json.loads(json.dumps(RECIPE))
+    stage = raw["stages"][0]
+    stage["audio_mouth_weight"] = value
+    if kind == "vae":
+        raw["stages"][0] = {"name": "v", "kind": "vae", "steps": 1, "lr": 1e-3, "batch_size": 1,
+                            "audio_mouth_weight": value}
+    with pytest.raises(UserError, match=rf"stages\[0\].*audio_mouth_weight.*{match}"):
+        parse_recipe(raw, "r.json")
+
+
+def test_the_lip_loss_trains_the_head_and_resumes_exactly(face_data, tmp_path):
+    """With the weight on, the step logs the head's loss, it falls over a few steps on the same cached
+    windows, and a stopped run resumes onto the straight run's weights; with it off the head is not
+    trained at all."""
+    from models.training.trainer import Trainer
+
+    logs: list[str] = []
+    r = parse_recipe(RECIPE, "r.json")
+    straight = Trainer(r, [str(face_data)], tmp_path / "a", device="cpu", log=logs.append)
+    head0 = straight.model.transformer.audio_mouth.weight.detach().clone()
+    straight.train()
+    lips = [float(line.split(" lips ")[1].split()[0]) for line in logs if " lips " in line]
+    assert len(lips) >= 5 and lips[-1] < lips[0]
+    assert not torch.equal(head0, straight.model.transformer.audio_mouth.weight)
+
+    cut = Trainer(r, [str(face_data)], tmp_path / "b", device="cpu", log=lambda s: None, max_steps=3)
+    cut.train()
+    resumed = Trainer(r, [str(face_data)], tmp_path / "b", device="cpu", resume=True, log=lambda s: None)
+    resumed.train()
+    for k, v in straight.model.transformer.state_dict().items():
+        assert torch.equal(v, resumed.model.transformer.state_dict()[k]), k
+
+    off = json.loads(json.dumps(RECIPE))
+    off["stages"][0]["audio_mouth_weight"] = 0.0
+    plain = Trainer(parse_recipe(off, "r.json"), [str(face_data)], tmp_path / "c", device="cpu", log=lambda s: None)
+    w0 = plain.model.transformer.audio_mouth.weight.detach().clone()
+    plain.train()
+    assert torch.equal(w0, plain.model.transformer.audio_mouth.weight)
