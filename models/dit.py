@@ -119,9 +119,13 @@ class StreamWeights(nn.Module):
         self.mlp = MLP(dim, int(dim * mlp_ratio))
         self.mod_offset = nn.Parameter(torch.zeros(6, dim))
 
-    def modulation(self, shared: torch.Tensor) -> tuple[ModulationOut, ModulationOut]:
-        """``shared`` ``(B, 6, D)`` -> (attention, MLP) modulation, each ``(B, 1, D)``."""
-        m = (shared + self.mod_offset).unsqueeze(2).unbind(1)
+    def modulation(self, shared: torch.Tensor, tokens_per_frame: int = 0) -> tuple[ModulationOut, ModulationOut]:
+        """``shared`` ``(B, 6, D)`` -> (attention, MLP) modulation, each ``(B, 1, D)``; or per frame,
+        ``(B, F, 6, D)`` -> each ``(B, F * tokens_per_frame, D)`` (every token takes its frame's)."""
+        if shared.dim() == 3:
+            m = (shared + self.mod_offset).unsqueeze(2).unbind(1)
+        else:
+            m = (shared + self.mod_offset).repeat_interleave(tokens_per_frame, dim=1).unbind(2)
         return ModulationOut(*m[:3]), ModulationOut(*m[3:])
 
     def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -170,7 +174,7 @@ class MMDiTBlock(nn.Module):
         x: torch.Tensor,  # (B, N, D) visual tokens: clean first, then noisy
         txt: torch.Tensor | None,  # (B, L, D)
         mod_vis_clean: torch.Tensor,  # (B, 6, D) shared modulation at t = 0
-        mod_vis_noisy: torch.Tensor,  # (B, 6, D) shared modulation at t
+        mod_vis_noisy: torch.Tensor,  # (B, 6, D) shared modulation at t, or (B, F, 6, D) per frame
         mod_txt: torch.Tensor,  # (B, 6, D)
         n_clean: int,
         frames: int,  # noisy latent frames F
@@ -178,7 +182,8 @@ class MMDiTBlock(nn.Module):
         key_mask: torch.Tensor | None,  # (B, 1, 1, L + N) bool or None
         audio: torch.Tensor,  # (B, F, W, D)
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        (a_c, m_c), (a_n, m_n) = self.vis.modulation(mod_vis_clean), self.vis.modulation(mod_vis_noisy)
+        per_frame = (x.shape[1] - n_clean) // frames
+        (a_c, m_c), (a_n, m_n) = self.vis.modulation(mod_vis_clean), self.vis.modulation(mod_vis_noisy, per_frame)
 
         def seg_mod(y: torch.Tensor, mc: ModulationOut, mn: ModulationOut) -> torch.Tensor:
             return torch.cat([modulate(y[:, :n_clean], mc.shift, mc.scale),
@@ -308,6 +313,8 @@ class OmniHumanTransformer(nn.Module):
         self.audio_pos = nn.Parameter(torch.zeros(cfg.audio_window, d))
         # Training-time lip reading from the audio features (see DiTConfig.mouth_head).
         self.audio_mouth = nn.Conv1d(d, cfg.mouth_head, 5, padding=2) if cfg.mouth_head else None
+        # Per-frame audio modulation of the noisy tokens (see DiTConfig.audio_adaln).
+        self.audio_mod = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d)) if cfg.audio_adaln else None
         self.pose_guider = PoseGuider(cfg)
         self.blocks = nn.ModuleList(MMDiTBlock(cfg) for _ in range(cfg.depth))
         self.gradient_checkpointing = False
@@ -317,8 +324,7 @@ class OmniHumanTransformer(nn.Module):
         """The parameters that exist only to bring in the audio: its projection, its null, pad and
         position tokens, and every block's audio cross-attention (a recipe may train them faster)."""
         mods = [self.audio_proj] + [b.audio_attn for b in self.blocks]
-        if self.audio_mouth is not None:
-            mods.append(self.audio_mouth)
+        mods += [m for m in (self.audio_mouth, self.audio_mod) if m is not None]
         params = [p for m in mods for p in m.parameters()] + [self.audio_null, self.audio_pad, self.audio_pos]
         return [p for p in params if p.requires_grad]
 
@@ -326,7 +332,8 @@ class OmniHumanTransformer(nn.Module):
 
     def zero_initialised(self) -> list[nn.Module]:
         """Layers that start at zero so an untrained path leaves the network unchanged."""
-        return [self.pose_guider.out] + [b.audio_attn.out for b in self.blocks]
+        return ([self.pose_guider.out] + [b.audio_attn.out for b in self.blocks]
+                + ([self.audio_mod[1]] if self.audio_mod is not None else []))
 
     def initialize_weights(self) -> None:
         for m in self.modules():
@@ -462,6 +469,10 @@ class OmniHumanTransformer(nn.Module):
         temb = F.silu(temb)
         vis_mod = self.vis_mod(temb).view(2 * b, 6, -1)
         mod_noisy, mod_clean = vis_mod[:b], vis_mod[b:]
+        if self.audio_mod is not None:
+            # Each noisy frame's own audio (its tokens averaged) shifts its modulation: (B, F, 6, D).
+            heard = self.audio_mod(cond.audio.mean(2).to(dtype)).view(b, frames, 6, -1)
+            mod_noisy = mod_noisy[:, None] + heard
         mod_txt = self.txt_mod(temb[:b]).view(b, 6, -1)
 
         for block in self.blocks:

@@ -96,3 +96,48 @@ def test_the_lip_loss_trains_the_head_and_resumes_exactly(face_data, tmp_path):
     w0 = plain.model.transformer.audio_mouth.weight.detach().clone()
     plain.train()
     assert torch.equal(w0, plain.model.transformer.audio_mouth.weight)
+
+
+def _inputs(tr, b=2, frames=3, seed=0):
+    from models.dit import Conditions
+
+    g = torch.Generator().manual_seed(seed)
+    c, s = tr.cfg.latent_channels, 8
+    x = torch.randn(b, c, frames, s, s, generator=g)
+    ref = torch.randn(b, c, 1, s, s, generator=g)
+    mel = torch.randn(b, 1 + 4 * (frames - 1), tr.cfg.audio_feature_dim, generator=g)
+    return x, torch.full((b,), 0.6), ref, mel, Conditions
+
+
+def test_per_frame_audio_modulation_starts_at_zero_and_then_hears_the_audio():
+    import dataclasses
+
+    from models.checkpoint import random_model
+    from models.dit import OmniHumanTransformer
+
+    tr = random_model("tiny-face", seed=0).transformer.eval()
+    assert tr.cfg.audio_adaln and tr.audio_mod is not None
+    plain = OmniHumanTransformer(dataclasses.replace(tr.cfg, audio_adaln=False)).eval()
+    plain.load_state_dict({k: v for k, v in tr.state_dict().items() if not k.startswith("audio_mod.")})
+    x, t, ref, mel, Conditions = _inputs(tr)
+
+    def run(model, audio):
+        cond = Conditions(reference=ref, audio=audio)
+        with torch.no_grad():
+            return model(x, t, model.prepare(cond, x.shape[2]))
+
+    # Zero-initialised, so a new network is the same network as without it.
+    fresh = OmniHumanTransformer(tr.cfg)
+    assert not fresh.audio_mod[1].weight.any() and not fresh.audio_mod[1].bias.any()
+    torch.nn.init.zeros_(tr.audio_mod[1].weight)
+    torch.nn.init.zeros_(tr.audio_mod[1].bias)
+    assert torch.allclose(run(tr, mel), run(plain, mel), atol=1e-6, rtol=0)
+    # Once trained (here: random weights) and with the cross-attention silenced, the output still
+    # depends on the audio, through the modulation alone.
+    for blk in tr.blocks:
+        torch.nn.init.zeros_(blk.audio_attn.out.weight)
+        torch.nn.init.zeros_(blk.audio_attn.out.bias)
+    torch.nn.init.normal_(tr.audio_mod[1].weight, std=0.05)
+    other = mel.roll(1, 0)
+    assert (run(tr, mel) - run(tr, other)).abs().max() > 1e-3
+    assert {id(p) for p in tr.audio_mod.parameters()} <= {id(p) for p in tr.audio_path_parameters()}
