@@ -46,3 +46,14 @@ def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "ds"
     assert main(["synth", "--clips", "4", "--out", str(out), "--size", "tiny", "--seed", "3", "--workers", "1"]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def face_data(tmp_path_factory):
+    """Four tiny-face clips of faces and portraits (the face-s framings), made once per test session."""
+    from models.cli import main
+
+    out = tmp_path_factory.mktemp("face") / "ds"
+    assert main(["synth", "--clips", "4", "--out", str(out), "--size", "tiny-face", "--seed", "5", "--workers", "1",
+                 "--framings", "face=0.6,portrait=0.4"]) == 0
+    return out

@@ -21,16 +21,6 @@ TINY_FACE_RECIPE = {
 
 
 @pytest.fixture(scope="module")
-def face_data(tmp_path_factory):
-    from models.cli import main
-
-    out = tmp_path_factory.mktemp("face") / "ds"
-    assert main(["synth", "--clips", "4", "--out", str(out), "--size", "tiny-face", "--seed", "5", "--workers", "1",
-                 "--framings", "face=0.6,portrait=0.4"]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
 def vae_model(tmp_path_factory):
     """A tiny-face model folder whose VAE is the one the ladder's rungs start from."""
     from models.checkpoint import random_model, save_model

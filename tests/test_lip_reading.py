@@ -16,16 +16,6 @@ RECIPE = {
 }
 
 
-@pytest.fixture(scope="module")
-def face_data(tmp_path_factory):
-    from models.cli import main
-
-    out = tmp_path_factory.mktemp("lips") / "ds"
-    assert main(["synth", "--clips", "3", "--out", str(out), "--size", "tiny-face", "--seed", "11", "--workers", "1",
-                 "--framings", "face=1.0"]) == 0
-    return out
-
-
 def test_the_head_reads_per_frame_mouth_parameters_from_the_audio_features():
     from models.checkpoint import random_model
 
