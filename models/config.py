@@ -68,6 +68,12 @@ class DiTConfig:
     # scale multiplies the features a token already has, so "the lips of this frame open" needs no
     # learnt query for where the lips are. False: cross-attention only (the paper's path).
     audio_adaln: bool = False
+    # The reference at every noisy token's own place: its latent is stacked on each noisy frame's
+    # channels (beside the pose features) before the patch embedding, whose new columns start at
+    # zero. The packed reference tokens stay (the paper's path, for what moved); this gives each
+    # token the reference's appearance where it stands without a learnt attention lookup, so a
+    # small transformer on a CPU budget keeps the face and spends its steps on what changes.
+    ref_concat: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -167,13 +173,14 @@ _MEL = ConditionConfig(
 
 
 def _dit(width, depth, heads, latent, pose_guider, pose_ch, text_width, text_depth, text_heads,
-         audio_hidden, patch_size=2, mouth_head=0, audio_adaln=False) -> DiTConfig:
+         audio_hidden, patch_size=2, mouth_head=0, audio_adaln=False, ref_concat=False) -> DiTConfig:
     return DiTConfig(
         width=width, depth=depth, num_heads=heads, mlp_ratio=4.0, patch_size=patch_size, latent_channels=latent,
         pose_in_channels=HEATMAP_CHANNELS, pose_guider_channels=pose_guider, pose_channels=pose_ch,
         text_vocab=259, text_width=text_width, text_depth=text_depth, text_heads=text_heads,
         text_max_len=128, audio_feature_dim=_MEL.n_mels * _MEL.mel_per_frame, audio_hidden=audio_hidden,
         audio_context=2, num_motion_latents=2, mouth_head=mouth_head, audio_adaln=audio_adaln,
+        ref_concat=ref_concat,
     )
 
 
@@ -214,7 +221,7 @@ register(ModelConfig(
     description="the CPU-trained talking face: 96 px faces and portraits, a 4x VAE so the mouth spans tokens",
     vae=VAEConfig(in_channels=3, latent_channels=8, base_channels=16, channel_mults=(1, 2, 4),
                   num_res_blocks=1, temporal_downsample=(True, True)),
-    dit=_dit(192, 6, 3, 8, (16, 32), 32, 128, 1, 2, 256, mouth_head=4, audio_adaln=True),
+    dit=_dit(192, 6, 3, 8, (16, 32), 32, 128, 1, 2, 256, mouth_head=4, audio_adaln=True, ref_concat=True),
     cond=_MEL,
     sampling=SamplingConfig(steps=16, cfg_text=3.0, cfg_audio=4.5, anneal="cosine", anneal_strength=0.6,
                             segment_frames=9, motion_frames=5, shift=None),
@@ -226,7 +233,8 @@ register(ModelConfig(
     description="CPU test size of face-s: a 4x VAE, patch 1",
     vae=VAEConfig(in_channels=3, latent_channels=4, base_channels=8, channel_mults=(1, 2, 2),
                   num_res_blocks=1, temporal_downsample=(True, True)),
-    dit=_dit(64, 2, 2, 4, (8, 16), 8, 32, 1, 2, 64, patch_size=1, mouth_head=4, audio_adaln=True),
+    dit=_dit(64, 2, 2, 4, (8, 16), 8, 32, 1, 2, 64, patch_size=1, mouth_head=4, audio_adaln=True,
+             ref_concat=True),
     cond=_MEL,
     sampling=SamplingConfig(steps=4, cfg_text=3.0, cfg_audio=4.5, anneal="cosine", anneal_strength=0.6,
                             segment_frames=9, motion_frames=5, shift=None),

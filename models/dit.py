@@ -294,7 +294,7 @@ class OmniHumanTransformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         d, p = cfg.width, cfg.patch_size
-        self.patch_embed = nn.Linear((cfg.latent_channels + cfg.pose_channels) * p * p, d)
+        self.patch_embed = nn.Linear(self.input_channels * p * p, d)
         self.type_embed = nn.Parameter(torch.zeros(3, d))
         self.time_mlp = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
         self.vis_mod = nn.Linear(d, 6 * d)  # shared adaLN projections (per-block offsets in blocks)
@@ -319,6 +319,13 @@ class OmniHumanTransformer(nn.Module):
         self.blocks = nn.ModuleList(MMDiTBlock(cfg) for _ in range(cfg.depth))
         self.gradient_checkpointing = False
         self.initialize_weights()
+
+    @property
+    def input_channels(self) -> int:
+        """Channels per latent cell before the patch embedding: latent, pose features, and (with
+        ``ref_concat``) the reference latent."""
+        c = self.cfg.latent_channels + self.cfg.pose_channels
+        return c + self.cfg.latent_channels if self.cfg.ref_concat else c
 
     def audio_path_parameters(self) -> list[nn.Parameter]:
         """The parameters that exist only to bring in the audio: its projection, its null, pad and
@@ -358,6 +365,10 @@ class OmniHumanTransformer(nn.Module):
         for m in self.zero_initialised():
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
+        if self.cfg.ref_concat:  # the reference columns start unused (a switched-on model starts as before)
+            p2 = self.cfg.patch_size ** 2
+            with torch.no_grad():
+                self.patch_embed.weight[:, -self.cfg.latent_channels * p2:].zero_()
 
     def read_lips(self, audio: torch.Tensor) -> torch.Tensor:
         """The lip-reading head: per-video-frame audio features ``(B, T, F_audio)`` -> mouth
@@ -436,13 +447,17 @@ class OmniHumanTransformer(nn.Module):
         hp, wp = h // p, w // p
         m = self.cfg.num_motion_latents
 
-        noisy_in = torch.cat([x.to(dtype), cond.pose.to(dtype)], dim=1)
+        noisy_in = [x.to(dtype), cond.pose.to(dtype)]
+        if self.cfg.ref_concat:  # the reference at every noisy frame's cells
+            noisy_in.append(cond.reference.to(dtype).expand(-1, -1, frames, -1, -1))
+        noisy_in = torch.cat(noisy_in, dim=1)
         clean = [cond.reference] + ([cond.motion] if cond.motion is not None else [])
         clean = torch.cat(clean, dim=2).to(dtype)
         n_motion = clean.shape[2] - 1
         if n_motion > m:
             raise ValueError(f"{n_motion} motion latents given, the model reserves {m}")
-        clean_in = torch.cat([clean, clean.new_zeros(b, self.cfg.pose_channels, *clean.shape[2:])], dim=1)
+        pad = self.input_channels - clean.shape[1]  # clean tokens carry no pose (nor a second reference)
+        clean_in = torch.cat([clean, clean.new_zeros(b, pad, *clean.shape[2:])], dim=1)
 
         tok_clean = self.patch_embed(self.patchify(clean_in))
         tok_noisy = self.patch_embed(self.patchify(noisy_in))

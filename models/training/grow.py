@@ -71,13 +71,58 @@ def grow_latent_state(old_state: dict[str, torch.Tensor], old: ModelConfig, new:
         elif key in ("vae.latent_std", "vae.later_std"):
             w.fill_(1.0)
             w[:c0] = src
-        elif key == "transformer.patch_embed.weight":  # columns: (latent c, pose) x patch
+        elif key == "transformer.patch_embed.weight":  # columns: (latent c, pose[, reference c]) x patch
+            pose = new.dit.pose_channels * pp
             w[:, :c0 * pp] = src[:, :c0 * pp]
-            w[:, c1 * pp:] = src[:, c0 * pp:]
+            w[:, c1 * pp:c1 * pp + pose] = src[:, c0 * pp:c0 * pp + pose]
+            if new.dit.ref_concat:
+                w[:, c1 * pp + pose:c1 * pp + pose + c0 * pp] = src[:, c0 * pp + pose:]
         elif key in ("transformer.final.weight", "transformer.final.bias"):  # rows: latent c x patch
             w[:c0 * pp] = src
         else:
             raise UserError(f"cannot grow the latent: no rule for weight '{key}' "
                             f"{tuple(src.shape)} -> {tuple(target.shape)}")
         out[key] = w
+    return out
+
+
+# Transformer switches whose new weights start at zero (or are used only in training), so a model
+# trained without them is the same function with them switched on.
+SWITCHES = ("ref_concat", "audio_adaln", "mouth_head")
+
+
+def switchable(old: ModelConfig, new: ModelConfig) -> bool:
+    """True when ``new`` is ``old`` with one or more of ``SWITCHES`` turned on (nothing else differs)."""
+    o, n = old.to_dict(), new.to_dict()
+    if o["vae"] != n["vae"] or o["cond"] != n["cond"]:
+        return False
+    a, b = dict(o["dit"]), dict(n["dit"])
+    turned = [k for k in SWITCHES if a.get(k) != b.get(k)]
+    if not turned or any(a.get(k) for k in turned):
+        return False  # nothing switched, or a switch changed from one "on" to another
+    for k in SWITCHES:
+        a.pop(k, None), b.pop(k, None)
+    return a == b
+
+
+def switch_on_state(old_state: dict[str, torch.Tensor], new_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``old_state`` on the shapes of ``new_state`` (a fresh model with the switches on): every old
+    weight kept; the patch embedding's new reference columns zero; new layers as freshly built
+    (their outputs start at zero, see ``OmniHumanTransformer.zero_initialised``)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, target in new_state.items():
+        if key not in old_state:
+            out[key] = target.clone()
+            continue
+        src = old_state[key].to(target.dtype)
+        if src.shape == target.shape:
+            out[key] = src.clone()
+        elif key == "transformer.patch_embed.weight" and src.shape[0] == target.shape[0] \
+                and src.shape[1] < target.shape[1]:
+            w = torch.zeros_like(target)
+            w[:, :src.shape[1]] = src
+            out[key] = w
+        else:
+            raise UserError(f"cannot switch on the transformer's new paths: weight '{key}' "
+                            f"{tuple(src.shape)} -> {tuple(target.shape)}")
     return out

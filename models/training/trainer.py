@@ -179,7 +179,7 @@ class Trainer:
         data or a longer recipe). Its architecture must be the recipe preset's, or differ only by fewer
         latent channels: then it is grown (models/training/grow.py)."""
         from models.checkpoint import load_model
-        from models.training.grow import grow_latent_state, growable
+        from models.training.grow import grow_latent_state, growable, switch_on_state, switchable
 
         src = load_model(folder)
         if growable(src.config, self.config):
@@ -190,6 +190,12 @@ class Trainer:
             if self.dist.main:
                 self.log(f"grew the latent of {folder} from {src.config.vae.latent_channels} to "
                          f"{self.config.vae.latent_channels} channels (the new ones start unused)")
+        elif switchable(src.config, self.config):
+            # The same transformer with new paths switched on (e.g. dit.ref_concat): they start unused.
+            self.model.load_state_dict(switch_on_state(src.state_dict(), self.model.state_dict()))
+            if self.dist.main:
+                turned = [k for k, v in self.config.to_dict()["dit"].items() if v != src.config.to_dict()["dit"].get(k)]
+                self.log(f"took every weight of {folder}; switched on dit.{', dit.'.join(turned)} (starting unused)")
         elif self._same(src.config, ("vae", "cond")) and not self._same(src.config, ("dit",)):
             # A new transformer over a trained VAE (the learnability ladder: one VAE, several transformers).
             self.model.vae.load_state_dict(src.vae.state_dict())

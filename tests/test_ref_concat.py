@@ -1,0 +1,79 @@
+"""The reference stacked on every noisy frame's channels (dit.ref_concat), and switching it on in a
+trained model (models/training/grow.py)."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from models.config import get_preset
+from models.dit import Conditions, OmniHumanTransformer
+from models.errors import UserError
+from models.training.grow import switch_on_state, switchable
+
+
+def _cfg(on: bool):
+    cfg = get_preset("tiny-face")
+    return cfg.replace(dit=dataclasses.replace(cfg.dit, ref_concat=on))
+
+
+def _inputs(cfg, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    c = cfg.dit.latent_channels
+    ref = torch.randn(2, c, 1, 8, 8, generator=g)
+    x = torch.randn(2, c, 3, 8, 8, generator=g)
+    audio = torch.randn(2, 9, cfg.dit.audio_feature_dim, generator=g)
+    return x, ref, audio
+
+
+def _velocity(model, x, ref, audio):
+    prep = model.prepare(Conditions(reference=ref, audio=audio), frames=x.shape[2])
+    return model(x, torch.tensor([0.3, 0.7]), prep)
+
+
+def test_patch_embed_has_reference_columns_that_start_at_zero():
+    off, on = OmniHumanTransformer(_cfg(False).dit), OmniHumanTransformer(_cfg(True).dit)
+    c, p2 = on.cfg.latent_channels, on.cfg.patch_size ** 2
+    assert on.patch_embed.weight.shape[1] == off.patch_embed.weight.shape[1] + c * p2
+    assert on.patch_embed.weight[:, -c * p2:].abs().sum() == 0
+
+
+def test_the_reference_reaches_each_noisy_token_once_its_columns_are_trained():
+    torch.manual_seed(0)
+    model = OmniHumanTransformer(_cfg(True).dit).eval()
+    for m in [model.final, model.final_mod, model.vis_mod]:  # open the adaLN-zero gates
+        torch.nn.init.normal_(m.weight, std=0.1)
+    x, ref, audio = _inputs(_cfg(True))
+    with torch.no_grad():
+        base = _velocity(model, x, ref, audio)
+        c, p2 = model.cfg.latent_channels, model.cfg.patch_size ** 2
+        model.patch_embed.weight[:, -c * p2:].normal_(std=0.5)
+        moved = _velocity(model, x, ref, audio)
+    assert not torch.allclose(base, moved, atol=1e-4)
+
+
+def test_switching_on_keeps_the_trained_function():
+    torch.manual_seed(1)
+    old_cfg, new_cfg = _cfg(False), _cfg(True)
+    old = OmniHumanTransformer(old_cfg.dit).eval()
+    for prm in old.parameters():  # a "trained" model: nothing at zero
+        torch.nn.init.normal_(prm, std=0.05)
+    old_state = {f"transformer.{k}": v for k, v in old.state_dict().items()}
+    new = OmniHumanTransformer(new_cfg.dit).eval()
+    fresh = {f"transformer.{k}": v for k, v in new.state_dict().items()}
+    assert switchable(old_cfg, new_cfg) and not switchable(new_cfg, old_cfg)
+    state = switch_on_state(old_state, fresh)
+    new.load_state_dict({k.removeprefix("transformer."): v for k, v in state.items()})
+    x, ref, audio = _inputs(new_cfg)
+    with torch.no_grad():
+        torch.testing.assert_close(_velocity(new, x, ref, audio), _velocity(old, x, ref, audio))
+
+
+def test_other_differences_are_not_switchable():
+    a, b = _cfg(False), _cfg(True)
+    wider = b.replace(dit=dataclasses.replace(b.dit, width=96))
+    assert not switchable(a, wider)
+    assert not switchable(a, a)
+    with pytest.raises(UserError, match="patch_embed"):
+        bad = {"transformer.patch_embed.weight": torch.zeros(4, 10)}
+        switch_on_state(bad, {"transformer.patch_embed.weight": torch.zeros(5, 12)})
