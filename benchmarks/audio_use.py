@@ -60,6 +60,7 @@ def audio_gap(run: str, data: list[str], batches: int) -> dict[float, dict[str, 
     for _ in range(batches):
         b = next(windows)
         x0, ref, mel, cells = b["x0"].float(), b["ref"].float(), b["mel"].float(), b["mouth"].float()
+        x0 = dit.to_flow(x0, ref)  # the flow's own space (the difference from the reference, if ref_residual)
         n = len(x0)
         tokens, mask = tokenize(list(b["caption"]), dit.cfg.text_max_len)
         for t0 in T_VALUES:
@@ -162,10 +163,10 @@ def renoise_mouth(model_dir: str, held_out: str, frames: int, steps: int, t_valu
                                           model.transformer.prepare(null, n_lat))
                     for t0 in t_values:
                         k = max(1, round(steps * t0))
-                        xt = interpolate(x0, noise, torch.tensor([t0]))
+                        xt = interpolate(model.transformer.to_flow(x0, ref), noise, torch.tensor([t0]))
                         lat = euler_sample(_from_t0(runner, t0), xt, k, shift, guidance, has_text=True,
                                            has_audio=True)
-                        out[(t0, who)].append(to_uint8(model.vae.decode(lat)))
+                        out[(t0, who)].append(to_uint8(model.vae.decode(model.transformer.from_flow(lat, ref))))
         for key, parts in out.items():
             video = _fit(np.concatenate(parts), (h, w))
             rows[key].append(_corr(mouth_openness(video, boxes), track))

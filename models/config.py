@@ -74,6 +74,12 @@ class DiTConfig:
     # token the reference's appearance where it stands without a learnt attention lookup, so a
     # small transformer on a CPU budget keeps the face and spends its steps on what changes.
     ref_concat: bool = False
+    # The flow runs on each frame's difference from the reference latent (``z - ref``) instead of
+    # the latent itself; the sampler's output gets the reference added back. An undertrained model's
+    # expected value is then "the reference, moved a little" rather than "the average face": blur
+    # falls on the motion, not on the identity. For framings where the person stays near the
+    # reference's place (faces, portraits).
+    ref_residual: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -173,14 +179,15 @@ _MEL = ConditionConfig(
 
 
 def _dit(width, depth, heads, latent, pose_guider, pose_ch, text_width, text_depth, text_heads,
-         audio_hidden, patch_size=2, mouth_head=0, audio_adaln=False, ref_concat=False) -> DiTConfig:
+         audio_hidden, patch_size=2, mouth_head=0, audio_adaln=False, ref_concat=False,
+         ref_residual=False) -> DiTConfig:
     return DiTConfig(
         width=width, depth=depth, num_heads=heads, mlp_ratio=4.0, patch_size=patch_size, latent_channels=latent,
         pose_in_channels=HEATMAP_CHANNELS, pose_guider_channels=pose_guider, pose_channels=pose_ch,
         text_vocab=259, text_width=text_width, text_depth=text_depth, text_heads=text_heads,
         text_max_len=128, audio_feature_dim=_MEL.n_mels * _MEL.mel_per_frame, audio_hidden=audio_hidden,
         audio_context=2, num_motion_latents=2, mouth_head=mouth_head, audio_adaln=audio_adaln,
-        ref_concat=ref_concat,
+        ref_concat=ref_concat, ref_residual=ref_residual,
     )
 
 
@@ -221,7 +228,8 @@ register(ModelConfig(
     description="the CPU-trained talking face: 96 px faces and portraits, a 4x VAE so the mouth spans tokens",
     vae=VAEConfig(in_channels=3, latent_channels=8, base_channels=16, channel_mults=(1, 2, 4),
                   num_res_blocks=1, temporal_downsample=(True, True)),
-    dit=_dit(192, 6, 3, 8, (16, 32), 32, 128, 1, 2, 256, mouth_head=4, audio_adaln=True, ref_concat=True),
+    dit=_dit(192, 6, 3, 8, (16, 32), 32, 128, 1, 2, 256, mouth_head=4, audio_adaln=True, ref_concat=True,
+             ref_residual=True),
     cond=_MEL,
     sampling=SamplingConfig(steps=16, cfg_text=3.0, cfg_audio=4.5, anneal="cosine", anneal_strength=0.6,
                             segment_frames=9, motion_frames=5, shift=None),
@@ -234,7 +242,7 @@ register(ModelConfig(
     vae=VAEConfig(in_channels=3, latent_channels=4, base_channels=8, channel_mults=(1, 2, 2),
                   num_res_blocks=1, temporal_downsample=(True, True)),
     dit=_dit(64, 2, 2, 4, (8, 16), 8, 32, 1, 2, 64, patch_size=1, mouth_head=4, audio_adaln=True,
-             ref_concat=True),
+             ref_concat=True, ref_residual=True),
     cond=_MEL,
     sampling=SamplingConfig(steps=4, cfg_text=3.0, cfg_audio=4.5, anneal="cosine", anneal_strength=0.6,
                             segment_frames=9, motion_frames=5, shift=None),

@@ -327,6 +327,14 @@ class OmniHumanTransformer(nn.Module):
         c = self.cfg.latent_channels + self.cfg.pose_channels
         return c + self.cfg.latent_channels if self.cfg.ref_concat else c
 
+    def to_flow(self, z: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """Latents ``(B, C, F, h, w)`` -> the space the flow runs in (``DiTConfig.ref_residual``)."""
+        return z - ref.to(z.dtype) if self.cfg.ref_residual else z
+
+    def from_flow(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """The sampler's output -> latents (the inverse of ``to_flow``)."""
+        return x + ref.to(x.dtype) if self.cfg.ref_residual else x
+
     def audio_path_parameters(self) -> list[nn.Parameter]:
         """The parameters that exist only to bring in the audio: its projection, its null, pad and
         position tokens, and every block's audio cross-attention (a recipe may train them faster)."""

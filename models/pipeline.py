@@ -219,6 +219,7 @@ def generate(
         except GenerationCancelled:
             result.cancelled = True
             break
+        latents = model.transformer.from_flow(latents, ref_latent)
         video = model.vae.decode(latents.to(dtype))  # (1, 3, length, H, W)
         if motion_len:
             prev_tail = video[:, :, -motion_len:] if video.shape[2] >= motion_len else None

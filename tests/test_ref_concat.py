@@ -77,3 +77,19 @@ def test_other_differences_are_not_switchable():
     with pytest.raises(UserError, match="patch_embed"):
         bad = {"transformer.patch_embed.weight": torch.zeros(4, 10)}
         switch_on_state(bad, {"transformer.patch_embed.weight": torch.zeros(5, 12)})
+
+
+def test_the_residual_flow_round_trips_and_is_off_by_default():
+    on = OmniHumanTransformer(get_preset("tiny-face").dit)
+    off = OmniHumanTransformer(get_preset("tiny").dit)
+    z, ref = torch.randn(1, 4, 3, 8, 8), torch.randn(1, 4, 1, 8, 8)
+    assert on.cfg.ref_residual and not off.cfg.ref_residual
+    torch.testing.assert_close(on.to_flow(z, ref), z - ref)
+    torch.testing.assert_close(on.from_flow(on.to_flow(z, ref), ref), z)
+    assert off.to_flow(z, ref) is z and off.from_flow(z, ref) is z
+
+
+def test_a_model_without_the_residual_can_start_one():
+    a = _cfg(True)
+    b = a.replace(dit=dataclasses.replace(a.dit, ref_residual=False))
+    assert switchable(b, a) and not switchable(a, b)

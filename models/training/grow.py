@@ -89,18 +89,22 @@ def grow_latent_state(old_state: dict[str, torch.Tensor], old: ModelConfig, new:
 # Transformer switches whose new weights start at zero (or are used only in training), so a model
 # trained without them is the same function with them switched on.
 SWITCHES = ("ref_concat", "audio_adaln", "mouth_head")
+# Switches that keep every weight's shape but change what the network is asked (the flow's space):
+# a model trained without them is a starting point that fine-tuning adapts, not the same function.
+RETARGETS = ("ref_residual",)
 
 
 def switchable(old: ModelConfig, new: ModelConfig) -> bool:
-    """True when ``new`` is ``old`` with one or more of ``SWITCHES`` turned on (nothing else differs)."""
+    """True when ``new`` is ``old`` with one or more of ``SWITCHES`` or ``RETARGETS`` turned on
+    (nothing else differs)."""
     o, n = old.to_dict(), new.to_dict()
     if o["vae"] != n["vae"] or o["cond"] != n["cond"]:
         return False
     a, b = dict(o["dit"]), dict(n["dit"])
-    turned = [k for k in SWITCHES if a.get(k) != b.get(k)]
+    turned = [k for k in SWITCHES + RETARGETS if a.get(k) != b.get(k)]
     if not turned or any(a.get(k) for k in turned):
         return False  # nothing switched, or a switch changed from one "on" to another
-    for k in SWITCHES:
+    for k in SWITCHES + RETARGETS:
         a.pop(k, None), b.pop(k, None)
     return a == b
 

@@ -195,7 +195,8 @@ class Trainer:
             self.model.load_state_dict(switch_on_state(src.state_dict(), self.model.state_dict()))
             if self.dist.main:
                 turned = [k for k, v in self.config.to_dict()["dit"].items() if v != src.config.to_dict()["dit"].get(k)]
-                self.log(f"took every weight of {folder}; switched on dit.{', dit.'.join(turned)} (starting unused)")
+                self.log(f"took every weight of {folder}; switched on dit.{', dit.'.join(turned)} "
+                         "(new paths start unused; a new flow space is learnt by the fine-tune)")
         elif self._same(src.config, ("vae", "cond")) and not self._same(src.config, ("dit",)):
             # A new transformer over a trained VAE (the learnability ladder: one VAE, several transformers).
             self.model.vae.load_state_dict(src.vae.state_dict())
@@ -483,6 +484,10 @@ class Trainer:
         ps = tr.cfg.patch_size
         n_tokens = (n_lat + 1 + (2 if motion is not None else 0)) * (lh // ps) * (lw // ps)
         t = sample_timesteps(b, shift_for_tokens(n_tokens), generator=self.gen).to(dev)
+        # The flow's space (DiTConfig.ref_residual: the difference from the reference); ``base`` takes
+        # it back to latents for the losses that decode.
+        base = x0 - tr.to_flow(x0, ref)
+        x0 = tr.to_flow(x0, ref)
         noise = torch.randn(x0.shape, generator=self.gen).to(dev)
         xt = interpolate(x0, noise, t)
         # The lip-reading head (DiTConfig.mouth_head): the mouth parameters of the samples that hear
@@ -509,7 +514,7 @@ class Trainer:
         loss = per_sample.mean()
         out = {"loss": float(loss.detach())}
         if stage.lip_pixel_weight > 0:
-            lip = self.lip_pixel_loss(pred, xt, t, x0, cells.to(dev), draw.audio.to(dev))
+            lip = self.lip_pixel_loss(pred, xt + base, t, x0 + base, cells.to(dev), draw.audio.to(dev))
             if lip is not None:
                 loss = loss + stage.lip_pixel_weight * lip
                 out["lip_px"] = float(lip.detach())
