@@ -129,7 +129,14 @@ def human_take(model, audio_path: str, image_path: str, out_dir: Path, steps: in
         strip = np.concatenate([top, bottom], axis=0)
         cv2.imwrite(str(out_dir / "human.png"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
     else:
-        out["note"] = "MediaPipe found no lips on the picture; no sync measured"
+        # No lips for MediaPipe (a drawn face): no sync, but the frames are still there to judge.
+        out["note"] = "MediaPipe found no lips on the picture; no sync measured (human.png: every 5th frame)"
+        picks = list(range(0, len(frames), 5))[:20]
+        rows = [np.concatenate([frames[i] for i in picks[k : k + 10]], axis=1) for k in range(0, len(picks), 10)]
+        if len(rows) == 2 and rows[1].shape[1] < rows[0].shape[1]:
+            rows[1] = np.concatenate([rows[1], np.zeros((rows[1].shape[0], rows[0].shape[1] - rows[1].shape[1], 3),
+                                                        np.uint8)], axis=1)
+        cv2.imwrite(str(out_dir / "human.png"), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
     return out
 
 
