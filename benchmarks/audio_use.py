@@ -60,7 +60,11 @@ def audio_gap(run: str, data: list[str], batches: int) -> dict[float, dict[str, 
     for _ in range(batches):
         b = next(windows)
         x0, ref, mel, cells = b["x0"].float(), b["ref"].float(), b["mel"].float(), b["mouth"].float()
-        x0 = dit.to_flow(x0, ref)  # the flow's own space (the difference from the reference, if ref_residual)
+        still = None
+        if trainer.model.uses_still:
+            with torch.no_grad():
+                still = trainer.model.still_latents(ref, seg)
+        x0 = dit.to_flow(x0, still if still is not None else ref)  # the flow's own space (ref_residual)
         n = len(x0)
         tokens, mask = tokenize(list(b["caption"]), dit.cfg.text_max_len)
         for t0 in T_VALUES:
@@ -68,7 +72,7 @@ def audio_gap(run: str, data: list[str], batches: int) -> dict[float, dict[str, 
             t = torch.full((n,), t0)
             xt = interpolate(x0, noise, t)
             for name, audio, keep in (("own", mel, True), ("other", mel.roll(1, 0), True), ("none", mel, False)):
-                cond = Conditions(reference=ref, text_tokens=tokens, text_mask=mask, audio=audio,
+                cond = Conditions(reference=ref, text_tokens=tokens, text_mask=mask, audio=audio, still=still,
                                   text_keep=torch.ones(n, dtype=torch.bool), audio_keep=torch.full((n,), keep))
                 with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=trainer.amp):
                     pred = dit(xt, t, dit.prepare(cond, latent_frames(seg)))
@@ -142,7 +146,10 @@ def renoise_mouth(model_dir: str, held_out: str, frames: int, steps: int, t_valu
     for ci, clip in enumerate(clips):
         h, w = clip.frames.shape[1:3]
         h16, w16 = max(16, h // 16 * 16), max(16, w // 16 * 16)
-        ref = model.vae.encode(prepare_reference(clip.frames[0], h16, w16))
+        ref_px = prepare_reference(clip.frames[0], h16, w16)
+        ref = model.vae.encode(ref_px)
+        still = model.still_latents(ref_px, seg) if model.uses_still else None
+        base = still if still is not None else ref
         tokens, mask = tokenize([clip.caption], cfg.dit.text_max_len)
         boxes = mouth_boxes(clip.keypoints[:n], h, w)
         track = clip.mouth[:n, 0]
@@ -156,17 +163,18 @@ def renoise_mouth(model_dir: str, held_out: str, frames: int, steps: int, t_valu
             n_lat = latent_frames(seg)
             shift = sc.shift or shift_for_tokens((n_lat + 1) * (x0.shape[-2] // 2) * (x0.shape[-1] // 2))
             for who, f in (("own", feats[ci]), ("other", feats[(ci + 1) % len(clips)])):
-                cond = Conditions(reference=ref, text_tokens=tokens, text_mask=mask, audio=f[s : s + seg][None])
-                null = Conditions(reference=ref)
+                cond = Conditions(reference=ref, text_tokens=tokens, text_mask=mask, audio=f[s : s + seg][None],
+                                  still=still)
+                null = Conditions(reference=ref, still=still)
                 with torch.no_grad():
                     runner = branch_model(model, model.transformer.prepare(cond, n_lat),
                                           model.transformer.prepare(null, n_lat))
                     for t0 in t_values:
                         k = max(1, round(steps * t0))
-                        xt = interpolate(model.transformer.to_flow(x0, ref), noise, torch.tensor([t0]))
+                        xt = interpolate(model.transformer.to_flow(x0, base), noise, torch.tensor([t0]))
                         lat = euler_sample(_from_t0(runner, t0), xt, k, shift, guidance, has_text=True,
                                            has_audio=True)
-                        out[(t0, who)].append(to_uint8(model.vae.decode(model.transformer.from_flow(lat, ref))))
+                        out[(t0, who)].append(to_uint8(model.vae.decode(model.transformer.from_flow(lat, base))))
         for key, parts in out.items():
             video = _fit(np.concatenate(parts), (h, w))
             rows[key].append(_corr(mouth_openness(video, boxes), track))

@@ -55,6 +55,12 @@ class Conditions:
     text_keep: torch.Tensor | None = None
     audio_keep: torch.Tensor | None = None
     pose_keep: torch.Tensor | None = None
+    # ``(B, C, F, h, w)``: the reference encoded as a still video of the segment's length
+    # (``OmniHuman.still_latents``). A causal VAE codes its first latent frame (one video frame)
+    # and the later ones (four frames each) differently, so the reference latent itself is not what
+    # an unmoving frame looks like at latent frame 1 or 2 (RMS difference 1.2-1.3 on the face-s VAE,
+    # more than the latents' own RMS). ``ref_concat`` and ``ref_residual`` use this when given.
+    still: torch.Tensor | None = None
 
 
 @dataclass
@@ -67,6 +73,7 @@ class PreparedConditions:
     text_valid: torch.Tensor | None  # (B, L) bool
     audio: torch.Tensor  # (B, F, W, D) audio tokens per latent frame (null tokens where absent)
     pose: torch.Tensor  # (B, Cp, F, h, w) pose features (zeros where absent)
+    still: torch.Tensor | None = None  # (B, C, F, h, w) the reference as a still video (Conditions.still)
 
 
 class ModulationOut(NamedTuple):
@@ -328,7 +335,8 @@ class OmniHumanTransformer(nn.Module):
         return c + self.cfg.latent_channels if self.cfg.ref_concat else c
 
     def to_flow(self, z: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        """Latents ``(B, C, F, h, w)`` -> the space the flow runs in (``DiTConfig.ref_residual``)."""
+        """Latents ``(B, C, F, h, w)`` -> the space the flow runs in (``DiTConfig.ref_residual``);
+        ``ref`` is the reference as a still video (``Conditions.still``) or its one-frame latent."""
         return z - ref.to(z.dtype) if self.cfg.ref_residual else z
 
     def from_flow(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -427,7 +435,7 @@ class OmniHumanTransformer(nn.Module):
                 pose = pose * cond.pose_keep.view(b, 1, 1, 1, 1).to(pose.dtype)
         else:
             pose = ref.new_zeros(b, self.cfg.pose_channels, frames, h, w, dtype=dtype)
-        return PreparedConditions(ref, cond.motion, text, text_valid, audio, pose)
+        return PreparedConditions(ref, cond.motion, text, text_valid, audio, pose, cond.still)
 
     # -- forward ------------------------------------------------------------------------------
 
@@ -456,8 +464,9 @@ class OmniHumanTransformer(nn.Module):
         m = self.cfg.num_motion_latents
 
         noisy_in = [x.to(dtype), cond.pose.to(dtype)]
-        if self.cfg.ref_concat:  # the reference at every noisy frame's cells
-            noisy_in.append(cond.reference.to(dtype).expand(-1, -1, frames, -1, -1))
+        if self.cfg.ref_concat:  # the reference at every noisy frame's cells (as a still video when given)
+            still = cond.still if cond.still is not None else cond.reference
+            noisy_in.append(still.to(dtype).expand(-1, -1, frames, -1, -1))
         noisy_in = torch.cat(noisy_in, dim=1)
         clean = [cond.reference] + ([cond.motion] if cond.motion is not None else [])
         clean = torch.cat(clean, dim=2).to(dtype)

@@ -25,6 +25,22 @@ class OmniHuman(nn.Module):
         self.vae = CausalVAE(config.vae)
         self.transformer = OmniHumanTransformer(config.dit)
 
+    @property
+    def uses_still(self) -> bool:
+        """Whether the transformer reads the reference as a still video (``Conditions.still``)."""
+        return self.config.dit.ref_concat or self.config.dit.ref_residual
+
+    def still_latents(self, reference: torch.Tensor, video_frames: int) -> torch.Tensor:
+        """The reference as a still video of ``video_frames`` frames, encoded: ``(B, C, F, h, w)``.
+
+        ``reference`` is pixels ``(B, 3, 1, H, W)`` in [-1, 1], or a latent ``(B, C, 1, h, w)``
+        (decoded first: the training cache keeps latents). A causal VAE codes its first latent frame
+        and the later ones differently; this is what an unmoving person is, slot by slot.
+        """
+        if reference.shape[1] != 3:
+            reference = self.vae.decode(reference).clamp(-1, 1)
+        return self.vae.encode(reference.expand(-1, -1, video_frames, -1, -1).contiguous())
+
     def num_parameters(self) -> dict[str, int]:
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
         return {"vae": count(self.vae), "transformer": count(self.transformer), "total": count(self)}

@@ -79,14 +79,15 @@ def branch_model(model: OmniHuman, full: PreparedConditions, null: PreparedCondi
         if full.text is not None:
             valid = full.text_valid & torch.tensor(text_on, device=full.text_valid.device)
         return PreparedConditions(full.reference, full.motion, full.text, valid,
-                                  full.audio if audio_on else null.audio, full.pose)
+                                  full.audio if audio_on else null.audio, full.pose, full.still)
 
     def cat(items: list[PreparedConditions]) -> PreparedConditions:
         def c(name):
             vals = [getattr(p, name) for p in items]
             return None if vals[0] is None else torch.cat(vals, dim=0)
 
-        return PreparedConditions(*(c(n) for n in ("reference", "motion", "text", "text_valid", "audio", "pose")))
+        return PreparedConditions(*(c(n) for n in ("reference", "motion", "text", "text_valid", "audio", "pose",
+                                                                 "still")))
 
     def run(x: torch.Tensor, t: torch.Tensor, branches: list[tuple[bool, bool]]) -> torch.Tensor:
         cond = cat([select(b) for b in branches])
@@ -163,8 +164,10 @@ def generate(
         text_tokens, text_mask = tokenize([inputs.text], cfg.dit.text_max_len)
         text_tokens, text_mask = text_tokens.to(device), text_mask.to(device)
 
-    ref_latent = model.vae.encode(prepare_reference(inputs.image, height, width).to(device, dtype))
+    ref_pixels = prepare_reference(inputs.image, height, width).to(device, dtype)
+    ref_latent = model.vae.encode(ref_pixels)
     h, w = ref_latent.shape[-2:]
+    stills: dict[int, torch.Tensor] = {}  # the reference as a still video, per segment length
 
     segments = plan_segments(total, seg_len)
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -198,10 +201,15 @@ def generate(
         if prev_tail is not None and motion_len:
             motion = model.vae.encode(prev_tail)  # (1, C, 2, h, w)
 
+        still = None
+        if model.uses_still:
+            if length not in stills:
+                stills[length] = model.still_latents(ref_pixels, length)
+            still = stills[length]
         cond = Conditions(reference=ref_latent, motion=motion, text_tokens=text_tokens, text_mask=text_mask,
-                          audio=seg_feats, pose=seg_pose)
+                          audio=seg_feats, pose=seg_pose, still=still)
         full = model.transformer.prepare(cond, n_lat)
-        null = model.transformer.prepare(Conditions(reference=ref_latent, motion=motion), n_lat)
+        null = model.transformer.prepare(Conditions(reference=ref_latent, motion=motion, still=still), n_lat)
         runner = branch_model(model, full, null)
 
         noise = torch.randn((1, cfg.dit.latent_channels, n_lat, h, w), generator=gen).to(device, dtype)
@@ -219,7 +227,7 @@ def generate(
         except GenerationCancelled:
             result.cancelled = True
             break
-        latents = model.transformer.from_flow(latents, ref_latent)
+        latents = model.transformer.from_flow(latents, still if still is not None else ref_latent)
         video = model.vae.decode(latents.to(dtype))  # (1, 3, length, H, W)
         if motion_len:
             prev_tail = video[:, :, -motion_len:] if video.shape[2] >= motion_len else None

@@ -93,3 +93,18 @@ def test_a_model_without_the_residual_can_start_one():
     a = _cfg(True)
     b = a.replace(dit=dataclasses.replace(a.dit, ref_residual=False))
     assert switchable(b, a) and not switchable(a, b)
+
+
+def test_the_still_reference_is_the_picture_encoded_as_an_unmoving_video():
+    from models.model import OmniHuman
+
+    torch.manual_seed(0)
+    model = OmniHuman(get_preset("tiny-face")).eval()
+    px = torch.rand(1, 3, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        still = model.still_latents(px, 9)
+        torch.testing.assert_close(still, model.vae.encode(px.repeat(1, 1, 9, 1, 1)))
+        assert still.shape == (1, 4, 3, 8, 8)
+        from_latent = model.still_latents(model.vae.encode(px), 9)  # the training cache keeps latents
+    assert from_latent.shape == still.shape
+    assert model.uses_still and not OmniHuman(get_preset("tiny")).uses_still

@@ -434,6 +434,11 @@ class Trainer:
             x0, ref, motion = lat["x0"], lat["ref"], lat["motion"]
         ref = ref * draw.reference.to(dev).view(b, 1, 1, 1, 1).float()
         n_lat = latent_frames(seg)
+        still = None
+        if model.uses_still:  # the reference as a still video (Conditions.still); a dropped one stays zero
+            with torch.no_grad():
+                still = model.still_latents(ref, seg).float()
+            still = still * draw.reference.to(dev).view(b, 1, 1, 1, 1).float()
         lh, lw = x0.shape[-2:]
         mouth_weight = self.recipe.mouth_weight_of(stage)
         cells = None
@@ -468,6 +473,7 @@ class Trainer:
         if stage.crop and (size < lh or size < lw):
             ys, xs = self._latent_crop_offsets(cells, size, stage.face_crops)
             x0, ref, cells = (_crop_each(v, ys, xs, size) for v in (x0, ref, cells))
+            still = _crop_each(still, ys, xs, size) if still is not None else None
             motion = _crop_each(motion, ys, xs, size) if motion is not None else None
             if pose is not None:
                 f = self.config.vae.spatial_factor
@@ -480,14 +486,16 @@ class Trainer:
             tokens, mask = tokenize(list(batch["caption"]), tr.cfg.text_max_len)
             tokens, mask = tokens.to(dev), mask.to(dev)
         cond = Conditions(reference=ref, motion=motion, text_tokens=tokens, text_mask=mask, audio=audio, pose=pose,
-                          text_keep=draw.text.to(dev), audio_keep=draw.audio.to(dev), pose_keep=draw.pose.to(dev))
+                          text_keep=draw.text.to(dev), audio_keep=draw.audio.to(dev), pose_keep=draw.pose.to(dev),
+                          still=still)
         ps = tr.cfg.patch_size
         n_tokens = (n_lat + 1 + (2 if motion is not None else 0)) * (lh // ps) * (lw // ps)
         t = sample_timesteps(b, shift_for_tokens(n_tokens), generator=self.gen).to(dev)
         # The flow's space (DiTConfig.ref_residual: the difference from the reference); ``base`` takes
         # it back to latents for the losses that decode.
-        base = x0 - tr.to_flow(x0, ref)
-        x0 = tr.to_flow(x0, ref)
+        flow_ref = still if still is not None else ref
+        base = x0 - tr.to_flow(x0, flow_ref)
+        x0 = tr.to_flow(x0, flow_ref)
         noise = torch.randn(x0.shape, generator=self.gen).to(dev)
         xt = interpolate(x0, noise, t)
         # The lip-reading head (DiTConfig.mouth_head): the mouth parameters of the samples that hear
