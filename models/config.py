@@ -78,7 +78,8 @@ class DiTConfig:
     # the latent itself; the sampler's output gets the reference added back. An undertrained model's
     # expected value is then "the reference, moved a little" rather than "the average face": blur
     # falls on the motion, not on the identity. For framings where the person stays near the
-    # reference's place (faces, portraits).
+    # reference's place (faces, portraits). Off in face-s: two short fine-tunes into it from models
+    # trained without it did not help (docs/experiments/face-s-ladder.md, fifth session).
     ref_residual: bool = False
 
     @property
@@ -228,8 +229,7 @@ register(ModelConfig(
     description="the CPU-trained talking face: 96 px faces and portraits, a 4x VAE so the mouth spans tokens",
     vae=VAEConfig(in_channels=3, latent_channels=8, base_channels=16, channel_mults=(1, 2, 4),
                   num_res_blocks=1, temporal_downsample=(True, True)),
-    dit=_dit(192, 6, 3, 8, (16, 32), 32, 128, 1, 2, 256, mouth_head=4, audio_adaln=True, ref_concat=True,
-             ref_residual=True),
+    dit=_dit(192, 6, 3, 8, (16, 32), 32, 128, 1, 2, 256, mouth_head=4, audio_adaln=True, ref_concat=True),
     cond=_MEL,
     sampling=SamplingConfig(steps=16, cfg_text=3.0, cfg_audio=4.5, anneal="cosine", anneal_strength=0.6,
                             segment_frames=9, motion_frames=5, shift=None),

@@ -193,6 +193,9 @@ def test_generate_streams_steps_segments_then_file(qtbot, window, example):
         assert window.generate()
     probe.stop()
     out = done.args[0]
+    # The worker's signals reach each receiver as its own queued event: the window's runFinished can
+    # end the wait before this test's own slot for the same signal has run.
+    qtbot.waitUntil(lambda: bool(events) and events[-1][0] == "done", timeout=5000)
     kinds = [e[0] for e in events]
     assert kinds[0] == "step" and kinds[-1] == "done"
     segs = [e for e in events if e[0] == "segment"]
