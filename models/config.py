@@ -112,6 +112,11 @@ class SamplingConfig:
     segment_frames: int  # 1 + 4k video frames per segment
     motion_frames: int  # frames of the previous segment carried into the next (5 = 2 latents)
     shift: float | None  # None: from the token count
+    # The motion latents blended this far toward noise before they condition a segment (0: clean).
+    # Training corrupts them by U(0, motion_noise) (the recipe's stage); at generation they are the
+    # model's own output, re-encoded, and a fixed level inside that range tells the transformer to
+    # take the motion from them and the appearance from the reference.
+    motion_noise: float = 0.0
 
 
 @dataclass(frozen=True)

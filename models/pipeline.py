@@ -36,7 +36,7 @@ from models.engines.types import (
     video_length,
 )
 from models.errors import GenerationCancelled, UserError
-from models.flow import ANNEAL_SCHEDULES, Guidance, euler_sample, shift_for_tokens
+from models.flow import ANNEAL_SCHEDULES, Guidance, euler_sample, interpolate, shift_for_tokens
 from models.keypoints import LIP_CHANNELS, render_heatmaps, validate_keypoints
 from models.model import OmniHuman
 
@@ -130,6 +130,9 @@ def generate(
         raise UserError(f"segment length: {e}") from None
     if motion_len not in (0, 5):
         raise UserError("motion frames must be 5 (2 latent frames) or 0")
+    motion_noise = sc.motion_noise if settings.motion_noise is None else settings.motion_noise
+    if not 0.0 <= motion_noise <= 1.0:
+        raise UserError(f"motion noise must be between 0 and 1, got {motion_noise}")
     check_reference(inputs.image)
 
     has_audio = inputs.audio is not None and len(inputs.audio) > 0
@@ -200,6 +203,9 @@ def generate(
         motion = None
         if prev_tail is not None and motion_len:
             motion = model.vae.encode(prev_tail)  # (1, C, 2, h, w)
+            if motion_noise > 0:  # as in training (noisy_motion): the model's own output is not ground truth
+                eps = torch.randn(motion.shape, generator=gen).to(motion.device, motion.dtype)
+                motion = interpolate(motion, eps, torch.full((1,), motion_noise, device=motion.device))
 
         still = None
         if model.uses_still:

@@ -50,6 +50,7 @@ class SettingNames:
     seed: str = "--seed"
     segment_frames: str = "--segment-frames"
     motion_frames: str = "motion frames"
+    motion_noise: str = "--motion-noise"
     area: str = "--area"
     fps: str = "--fps"
     mode: str = "--mode"
@@ -60,7 +61,8 @@ class SettingNames:
 CLI_NAMES = SettingNames()
 APP_NAMES = SettingNames(  # the labels of app/controls.py
     steps="Steps", cfg_text="Text CFG", cfg_audio="Audio CFG", anneal="Annealing",
-    anneal_strength="Annealing strength", seed="Seed", segment_frames="Segment", area="Size (pixel area)",
+    anneal_strength="Annealing strength", motion_noise="Motion noise", seed="Seed", segment_frames="Segment",
+    area="Size (pixel area)",
     fps="Frame rate", mode="Mode", max_frames="Length",
 )
 
@@ -111,6 +113,8 @@ def validate_settings(settings, names: SettingNames = CLI_NAMES):
         raise UserError(f"{n.anneal} must be one of {', '.join(ANNEAL_SCHEDULES)}, got {s.anneal!r}")
     if s.anneal_strength is not None:
         _float_in(s.anneal_strength, n.anneal_strength, 0.0, 1.0)
+    if s.motion_noise is not None:
+        _float_in(s.motion_noise, n.motion_noise, 0.0, 1.0)
     if s.seed is not None:
         _int_in(s.seed, n.seed, 0, 2**63 - 1)
     if s.segment_frames is not None:

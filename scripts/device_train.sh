@@ -13,7 +13,9 @@
 # files come back in pieces of at most 16 MiB. docs/TRAINING_ON_A_GPU.md has the whole procedure.
 #
 # Knobs for a dry run on a CPU (the test suite uses them): OMNI_SIZE (synth preset, default face-s),
-# OMNI_FRAMINGS (synth framing mix, default face=0.6,portrait=0.4), OMNI_RECIPE (default face-s-gpu-session), OMNI_CLIPS (default 3200), OMNI_BANK_COUNT (default 480),
+# OMNI_FRAMINGS (synth framing mix, default face=0.6,portrait=0.4), OMNI_RECIPE (default face-s-gpu-session; several,
+# comma-separated, train side by side on the one device, each into $OUT/<recipe>/), OMNI_CLIPS (default 3200),
+# OMNI_BANK_COUNT (default 480), OMNI_INIT_FROM (prepare: a model folder every run starts from, kept as .devkit/init),
 # OMNI_WORKERS (default: all cores), OMNI_DEVICE (default auto), OMNI_WORK (scratch, default /tmp/omni-train),
 # OMNI_KIT (default .devkit), OMNI_RESERVE (seconds kept for the export, default 45), OMNI_MIN_TRAIN (default 60).
 set -euo pipefail
@@ -35,6 +37,13 @@ prepare() {
     rm -rf "$KIT/bank"
     mkdir -p "$KIT"
     python3 main.py speech-bank --out "$KIT/bank" --count "$count" --seed 0
+  fi
+  # A model folder to start every run from (e.g. the trained face-s VAE: its transformer is then new).
+  if [ -n "${OMNI_INIT_FROM:-}" ]; then
+    rm -rf "$KIT/init"
+    mkdir -p "$KIT/init"
+    cp "$OMNI_INIT_FROM/config.json" "$OMNI_INIT_FROM/model.safetensors" "$KIT/init/"
+    say "runs will start from $OMNI_INIT_FROM (copied to $KIT/init)"
   fi
   # Every bundled diffusion checkpoint leaves the tree that travels (the cap is 64 MiB).
   local f name
@@ -63,14 +72,14 @@ restore() {
 
 run() {
   local minutes="${1:-9.0}"
-  local t0 deadline out work size recipe clips workers device
+  local t0 deadline out work size recipes clips workers device init_args=()
   t0=$(now)
   deadline=$(python3 -c "print(int($t0 + 60 * $minutes))")
   out="${OUT:-$ROOT/device-out}"
   work="${OMNI_WORK:-/tmp/omni-train}"
   size="${OMNI_SIZE:-face-s}"
   framings="${OMNI_FRAMINGS:-face=0.6,portrait=0.4}"
-  recipe="${OMNI_RECIPE:-face-s-gpu-session}"
+  recipes="${OMNI_RECIPE:-face-s-gpu-session}"
   clips="${OMNI_CLIPS:-3200}"
   workers="${OMNI_WORKERS:-$(nproc)}"
   device="${OMNI_DEVICE:-auto}"
@@ -82,8 +91,15 @@ run() {
   say "budget ${minutes} min; $(nproc) cores; $(python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")')"
   python3 -c "import cv2, numpy, safetensors, PIL" || { say "a Python package is missing (cv2, numpy, safetensors, PIL)"; exit 3; }
   [ -f "$KIT/bank/bank.json" ] || { say "no speech bank in $KIT/bank: run 'prepare' here and carry .devkit"; exit 3; }
-  # Smoke check (seconds): the recipe's model builds on the device and takes one bf16 training step.
-  python3 - "$recipe" "$device" <<'PY' || { say "smoke check failed: the model does not train on this device"; exit 3; }
+  if [ -f "$KIT/init/config.json" ]; then
+    init_args=(--init "$KIT/init")
+    say "every run starts from the model in $KIT/init (its VAE, and its transformer where it fits)"
+  fi
+  IFS=',' read -r -a recipes <<< "$recipes"
+  local r
+  for r in "${recipes[@]}"; do
+    # Smoke check (seconds): the recipe's model builds on the device and takes one bf16 training step.
+    python3 - "$r" "$device" <<'PY' || { say "smoke check failed for $r: the model does not train on this device"; exit 3; }
 import sys, torch
 from models.training.recipe import load_recipe
 from models.model import OmniHuman
@@ -94,10 +110,11 @@ m = OmniHuman(cfg).to(dev)
 f = cfg.vae.spatial_factor
 x = torch.randn(2, cfg.dit.latent_channels, 3, 64 // f, 64 // f, device=dev)
 with torch.autocast(torch.device(dev).type, dtype=torch.bfloat16):
-    out = m.transformer(x, torch.rand(2, device=dev), m.transformer.prepare(Conditions(reference=x[:, :, :1]), 3))
+    out = m.transformer(x, torch.rand(2, device=dev), m.transformer.prepare(Conditions(reference=x[:, :, :1], still=x), 3))
 out.float().square().mean().backward()
-print(f"smoke check: {cfg.name} on {dev}: one step, output {tuple(out.shape)}", file=sys.stderr)
+print(f"smoke check: {sys.argv[1]} ({cfg.name}) on {dev}: one step, output {tuple(out.shape)}", file=sys.stderr)
 PY
+  done
 
   say "rendering $clips clips ($size) on $workers processes"
   python3 main.py synth --clips "$clips" --out "$work/data" --size "$size" --seed 0 \
@@ -108,28 +125,54 @@ PY
   # What is left, less a reserve for the export and the pieces, goes to timing and training; the
   # fitted plan aims 10% short of it for what probe steps do not see (loader starts between stages,
   # checkpoints, latent calibration), and --max-minutes cuts the run at the reserve in any case.
-  local left fit_minutes reserve="${OMNI_RESERVE:-45}"
-  left=$(( deadline - $(now) - reserve ))
+  # Several recipes train side by side on the one device: they are timed side by side too, so each
+  # plan is fitted at the speed it gets while sharing.
+  local left="$(( deadline - $(now) - ${OMNI_RESERVE:-45} ))"
   [ "$left" -gt "${OMNI_MIN_TRAIN:-60}" ] || { say "too little time left to train ($left s)"; exit 5; }
-  python3 main.py fit-recipe --recipe "$recipe" --data "$work/data" --device "$device" \
-    --end-by "$(( $(now) + left * 9 / 10 ))" --out "$work/fitted.json"
-  left=$(( deadline - $(now) - reserve ))
-  fit_minutes=$(python3 -c "print(max(0.2, $left / 60))")
-  say "training for at most $fit_minutes min"
-  if ! python3 main.py train --recipe "$work/fitted.json" --data "$work/data" --out "$work/run" --device "$device" \
-      --max-minutes "$fit_minutes" --export "$work/model"; then
-    # A crash late in the run still brings back its last checkpoint (one every fifth of the plan).
-    say "training failed; exporting the last checkpoint"
-    python3 main.py export-model "$work/run" --out "$work/model" || { say "no checkpoint to export"; exit 6; }
-  fi
+  local pids=() dests=() dest failed=0 i
+  for r in "${recipes[@]}"; do
+    dest="$out"
+    [ "${#recipes[@]}" -gt 1 ] && dest="$out/$(basename "$r" .json)"
+    mkdir -p "$dest"
+    train_one "$r" "$dest" "$work/$(basename "$r" .json)" "$deadline" "$left" "${init_args[@]}" &
+    pids+=("$!")
+    dests+=("$dest")
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || { failed=$?; say "no model from ${recipes[$i]} (exit $failed)"; }
+  done
+  say "done in $(( $(now) - t0 )) s: $(cd "$out" && find . -type f | sort | tr '\n' ' ')"
+  return "$failed"
+}
 
-  cp "$work/fitted.json" "$out/recipe.fitted.json"
-  cp "$work/run/log.jsonl" "$out/log.jsonl"
-  cp "$work/model/config.json" "$out/config.json"
-  cp "$work/model/MODEL_CARD.md" "$out/MODEL_CARD.md"
-  split -b "${PIECE_MIB}M" -d -a 1 "$work/model/model.safetensors" "$out/model.safetensors.part"
-  sha256sum "$work/model/model.safetensors" | cut -d' ' -f1 > "$out/model.sha256"
-  say "done in $(( $(now) - t0 )) s: $(ls "$out" | tr '\n' ' ')"
+# One recipe: fit it to the time left, train, export, and cut the checkpoint into pieces in DEST.
+train_one() {
+  local recipe="$1" dest="$2" work="$3" deadline="$4" left="$5"
+  shift 5
+  local name fit_minutes reserve="${OMNI_RESERVE:-45}" device="${OMNI_DEVICE:-auto}"
+  name=$(basename "$recipe" .json)
+  mkdir -p "$work"
+  python3 main.py fit-recipe --recipe "$recipe" --data "$(dirname "$work")/data" --device "$device" \
+    --end-by "$(( $(now) + left * 9 / 10 ))" --out "$work/fitted.json" 2>&1 | sed "s/^/[$name] /" || true
+  [ -f "$work/fitted.json" ] || { say "$name: fit-recipe failed"; return 6; }
+  fit_minutes=$(python3 -c "print(max(0.2, ($deadline - $(now) - $reserve) / 60))")
+  say "$name: training for at most $fit_minutes min"
+  if ! python3 main.py train --recipe "$work/fitted.json" --data "$(dirname "$work")/data" --out "$work/run" \
+      --device "$device" --max-minutes "$fit_minutes" --export "$work/model" "$@" 2>&1 | sed "s/^/[$name] /"; then
+    :
+  fi
+  if [ ! -f "$work/model/model.safetensors" ]; then
+    # A crash late in the run still brings back its last checkpoint (one every fifth of the plan).
+    say "$name: training failed; exporting the last checkpoint"
+    python3 main.py export-model "$work/run" --out "$work/model" || { say "$name: no checkpoint to export"; return 6; }
+  fi
+  cp "$work/fitted.json" "$dest/recipe.fitted.json"
+  cp "$work/run/log.jsonl" "$dest/log.jsonl"
+  cp "$work/model/config.json" "$dest/config.json"
+  cp "$work/model/MODEL_CARD.md" "$dest/MODEL_CARD.md"
+  split -b "${PIECE_MIB}M" -d -a 1 "$work/model/model.safetensors" "$dest/model.safetensors.part"
+  sha256sum "$work/model/model.safetensors" | cut -d' ' -f1 > "$dest/model.sha256"
+  say "$name: exported to $dest"
 }
 
 collect() {

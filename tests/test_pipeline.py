@@ -120,3 +120,36 @@ def test_bad_settings(tiny_model, image, rng):
         generate(tiny_model, GenerationInputs(image, audio), GenerationSettings(segment_frames=8))
     with pytest.raises(UserError, match="annealing"):
         generate(tiny_model, GenerationInputs(image, audio), GenerationSettings(anneal="fast"))
+
+
+def test_motion_noise_blends_the_handed_over_frames_toward_noise(tiny_model, image, rng, monkeypatch):
+    """SamplingConfig.motion_noise (or the setting): segment k > 0 is led by its motion latents blended
+    this far toward seeded noise, as training corrupts them; 0 hands them over clean."""
+    seen = []
+    real_prepare = tiny_model.transformer.prepare
+
+    def spy(cond, frames):
+        seen.append(None if cond.motion is None else cond.motion.clone())
+        return real_prepare(cond, frames)
+
+    monkeypatch.setattr(tiny_model.transformer, "prepare", spy)
+    audio = speech_like(0.72, rng)
+    runs = {}
+    for level in (0.0, 0.5, 0.5):
+        seen.clear()
+        res = generate(tiny_model, GenerationInputs(image, audio), GenerationSettings(steps=1, seed=3, motion_noise=level))
+        runs.setdefault(level, []).append((seen[2].clone(), res.frames))
+    clean, noisy = runs[0.0][0][0], runs[0.5][0][0]
+    # The first segment is the same: the motion of segment 2 differs by the noise alone.
+    assert np.array_equal(runs[0.0][0][1][:9], runs[0.5][0][1][:9])
+    diff = noisy - 0.5 * clean
+    assert not torch.allclose(noisy, clean, atol=1e-3)
+    assert 0.3 < float(diff.std() / 0.5) < 2.0  # the rest is the noise at weight 0.5, unit variance
+    # Seeded: the same level gives the same frames.
+    assert torch.equal(runs[0.5][0][0], runs[0.5][1][0])
+    assert np.array_equal(runs[0.5][0][1], runs[0.5][1][1])
+
+
+def test_motion_noise_outside_0_1_is_refused(tiny_model, image, rng):
+    with pytest.raises(UserError, match="motion noise must be between 0 and 1"):
+        generate(tiny_model, GenerationInputs(image, speech_like(0.2, rng)), GenerationSettings(motion_noise=1.5))

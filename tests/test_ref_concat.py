@@ -108,3 +108,29 @@ def test_the_still_reference_is_the_picture_encoded_as_an_unmoving_video():
         from_latent = model.still_latents(model.vae.encode(px), 9)  # the training cache keeps latents
     assert from_latent.shape == still.shape
     assert model.uses_still and not OmniHuman(get_preset("tiny")).uses_still
+
+
+def test_the_trainer_remembers_each_cached_windows_still_reference(tmp_path):
+    """Trainer._cached_still: the still video of a cached reference latent, computed once per window,
+    alone (so it does not depend on the batch it came in), and equal to OmniHuman.still_latents."""
+    from models.training.recipe import parse_recipe
+    from models.training.trainer import Trainer
+
+    recipe = parse_recipe({"preset": "tiny-face", "stages": [{"name": "a", "kind": "dit", "steps": 1, "lr": 1e-3,
+                                                              "batch_size": 2}]}, "test")
+    trainer = Trainer(recipe, [], tmp_path, device="cpu", log=lambda s: None)
+    g = torch.Generator().manual_seed(0)
+    refs = torch.randn(3, 4, 1, 8, 8, generator=g).half()
+    calls = []
+    real = trainer.model.still_latents
+    trainer.model.still_latents = lambda r, n: calls.append(r.shape[0]) or real(r, n)
+    first = trainer._cached_still(refs[:2], 9)
+    assert calls == [1, 1] and first.shape == (2, 4, 3, 8, 8)
+    again = trainer._cached_still(refs[[1, 2, 0]], 9)  # two remembered, one new
+    assert calls == [1, 1, 1]
+    torch.testing.assert_close(again[0], first[1], rtol=0, atol=0)
+    torch.testing.assert_close(again[2], first[0], rtol=0, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(first, real(refs[:2].float(), 9))
+    trainer._cached_still(refs[:1], 5)  # another segment length is another still video
+    assert calls == [1, 1, 1, 1]

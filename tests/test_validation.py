@@ -39,6 +39,8 @@ BAD_SETTINGS = [
     ({"mode": "dance"}, "--mode", "auto, audio, pose, combined"),
     ({"max_frames": 0}, "--max-seconds", "at least 1"),
     ({"motion_frames": 3}, "motion frames", "0 or 5"),
+    ({"motion_noise": 1.2}, "--motion-noise", "between 0 and 1"),
+    ({"motion_noise": math.nan}, "--motion-noise", "finite"),
 ]
 
 

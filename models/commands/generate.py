@@ -33,6 +33,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cfg-text", type=float)
     p.add_argument("--anneal", choices=["none", "linear", "cosine"])
     p.add_argument("--anneal-strength", type=float)
+    p.add_argument("--motion-noise", type=float,
+                   help="0-1: how far the previous segment's frames are blended toward noise before they lead the "
+                        "next (default: the model's; higher keeps the reference's look over long takes)")
     p.add_argument("--seed", type=int, default=42, help="noise seed (42, as in the app)")
     p.add_argument("--fps", type=float)
     p.add_argument("--segment-frames", type=int, help="frames per segment, 1 + 4k")
@@ -54,7 +57,8 @@ def settings_from_args(args, fps: float | None, max_frames: int | None = None):
 
     return GenerationSettings(
         steps=args.steps, cfg_text=args.cfg_text, cfg_audio=args.cfg_audio, anneal=args.anneal,
-        anneal_strength=args.anneal_strength, segment_frames=args.segment_frames, area=args.area, fps=fps,
+        anneal_strength=args.anneal_strength, motion_noise=args.motion_noise,
+        segment_frames=args.segment_frames, area=args.area, fps=fps,
         seed=args.seed,  # 42 unless given, as in the app (both engines)
         mode=args.mode, max_frames=max_frames,
     )

@@ -37,6 +37,7 @@ class GenerationSettings:
     seed: int | None = None  # None: a random seed, reported in the result
     segment_frames: int | None = None
     motion_frames: int | None = None
+    motion_noise: float | None = None  # 0-1: the motion latents blended toward noise (SamplingConfig.motion_noise)
     area: int | None = None  # pixel area; the aspect ratio comes from the reference
     fps: float | None = None
     mode: str = "auto"

@@ -155,6 +155,7 @@ class Trainer:
                 break
             self.first_dit_step += s.steps
         self.gen = torch.Generator().manual_seed(recipe.seed + 1000 * self.dist.rank)
+        self._still_memo: dict[tuple[int, bytes], torch.Tensor] = {}  # see _cached_still
         self.step = 0
         self.data_state: dict | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -412,6 +413,24 @@ class Trainer:
             "has_lips": batch["has_mouth"].bool(),
         }
 
+    def _cached_still(self, refs: torch.Tensor, seg: int) -> torch.Tensor:
+        """``OmniHuman.still_latents`` of cached reference latents ``(B, C, 1, h, w)``, remembered per
+        window: a cached reference never changes, and decoding and re-encoding it is most of a CPU
+        step. Each is computed alone, so the result does not depend on the batch it first came in
+        (a resumed run gets the same numbers)."""
+        import hashlib
+
+        out = []
+        for r in refs:
+            key = (seg, hashlib.blake2b(r.contiguous().numpy().tobytes(), digest_size=16).digest())
+            hit = self._still_memo.get(key)
+            if hit is None:
+                with torch.no_grad():
+                    hit = self.model.still_latents(r[None].to(self.device).float(), seg).float().cpu()[0]
+                self._still_memo[key] = hit
+            out.append(hit)
+        return torch.stack(out)
+
     def dit_step(self, stage: Stage, batch: dict) -> dict[str, float]:
         from models.training.latent_cache import mouth_cells
 
@@ -436,8 +455,11 @@ class Trainer:
         n_lat = latent_frames(seg)
         still = None
         if model.uses_still:  # the reference as a still video (Conditions.still); a dropped one stays zero
-            with torch.no_grad():
-                still = model.still_latents(ref, seg).float()
+            if cached:
+                still = self._cached_still(batch["ref"], seg).to(dev)
+            else:
+                with torch.no_grad():
+                    still = model.still_latents(ref, seg).float()
             still = still * draw.reference.to(dev).view(b, 1, 1, 1, 1).float()
         lh, lw = x0.shape[-2:]
         mouth_weight = self.recipe.mouth_weight_of(stage)
