@@ -12,7 +12,7 @@ with one of two cores busy (2x is the fair share). Policies:
   cores), OpenMP's default wait.
 - ``governor-passive``: the governor and passive wait (measured slower alone on 2 cores; see models/threads.py).
 
-    python benchmarks/threads.py                                  # bundled toon-s, 3 segments, all policies
+    python benchmarks/threads.py                                  # bundled face-s, 3 segments, all policies
     python benchmarks/threads.py --random-init tiny --segments 1 --policies governor   # seconds: a smoke run
 
 Run it on an otherwise idle machine: the "alone" numbers assume nothing else runs.
@@ -116,7 +116,7 @@ def measure(args, policy: str, busy: bool) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = ap.add_mutually_exclusive_group()
-    src.add_argument("--model", help="model folder (default: the bundled toon-s)")
+    src.add_argument("--model", help="model folder (default: the bundled face-s)")
     src.add_argument("--random-init", metavar="PRESET", help="an untrained preset (tiny: a smoke run)")
     ap.add_argument("--segments", type=int, default=3)
     ap.add_argument("--steps", type=int)
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         busy = measure(args, policy, busy=True)
         rows.append((policy, alone, busy))
     a0 = rows[0][1]
-    print(f"threads benchmark: {'random ' + args.random_init if args.random_init else args.model or 'toon-s'}, "
+    print(f"threads benchmark: {'random ' + args.random_init if args.random_init else args.model or 'face-s'}, "
           f"{a0['size']} frames per segment, {args.segments} segment(s), {a0['cores']} cores; busy loop nice "
           f"{args.busy_nice}")
     print(f"{'policy':<16} {'alone s/seg':>12} {'busy s/seg':>11} {'busy/alone':>11} {'threads alone/busy':>19}")

@@ -21,7 +21,7 @@ from models.model import OmniHuman
 FORMAT_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_DIR = REPO_ROOT / "resources" / "models"
-DEFAULT_MODEL = "toon-s"
+DEFAULT_MODEL = "face-s"
 
 
 class CheckpointError(UserError):

@@ -234,10 +234,13 @@ register(ModelConfig(
     description="the CPU-trained talking face: 96 px faces and portraits, a 4x VAE so the mouth spans tokens",
     vae=VAEConfig(in_channels=3, latent_channels=8, base_channels=16, channel_mults=(1, 2, 4),
                   num_res_blocks=1, temporal_downsample=(True, True)),
-    dit=_dit(192, 6, 3, 8, (16, 32), 32, 128, 1, 2, 256, mouth_head=4, audio_adaln=True, ref_concat=True),
+    dit=_dit(192, 6, 3, 8, (16, 32), 32, 128, 1, 2, 256, mouth_head=4, audio_adaln=True, ref_concat=True,
+             ref_residual=True),
     cond=_MEL,
+    # motion_noise: face-s7 on the example portrait lost the face segment by segment with clean motion
+    # frames and kept it with 0.15-0.3 (docs/experiments/face-s-ladder.md, sixth session).
     sampling=SamplingConfig(steps=16, cfg_text=3.0, cfg_audio=4.5, anneal="cosine", anneal_strength=0.6,
-                            segment_frames=9, motion_frames=5, shift=None),
+                            segment_frames=9, motion_frames=5, shift=None, motion_noise=0.2),
     area=96 * 96,
 ))
 

@@ -24,7 +24,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
                    help="--pose-video with several small people: the N-th found, 1 = largest and most persistent")
     p.add_argument("--text", default="", help="text prompt")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", help="model folder or bundled model name (default: the bundled toon-s)")
+    src.add_argument("--model", help="model folder or bundled model name (default: the bundled face-s)")
     src.add_argument("--random-init", metavar="PRESET", help="untrained model of a preset (pipeline check)")
     p.add_argument("--engine", choices=["model", "instant"], default="model")
     p.add_argument("--mode", choices=["auto", "audio", "pose", "combined"], default="auto")
