@@ -137,7 +137,8 @@ def test_motion_noise_blends_the_handed_over_frames_toward_noise(tiny_model, ima
     runs = {}
     for level in (0.0, 0.5, 0.5):
         seen.clear()
-        res = generate(tiny_model, GenerationInputs(image, audio), GenerationSettings(steps=1, seed=3, motion_noise=level))
+        res = generate(tiny_model, GenerationInputs(image, audio),
+                       GenerationSettings(steps=1, seed=3, motion_noise=level))
         runs.setdefault(level, []).append((seen[2].clone(), res.frames))
     clean, noisy = runs[0.0][0][0], runs[0.5][0][0]
     # The first segment is the same: the motion of segment 2 differs by the noise alone.
