@@ -78,8 +78,8 @@ class DiTConfig:
     # the latent itself; the sampler's output gets the reference added back. An undertrained model's
     # expected value is then "the reference, moved a little" rather than "the average face": blur
     # falls on the motion, not on the identity. For framings where the person stays near the
-    # reference's place (faces, portraits). Off in face-s: two short fine-tunes into it from models
-    # trained without it did not help (docs/experiments/face-s-ladder.md, fifth session).
+    # reference's place (faces, portraits). On in face-s, over the still reference (Conditions.still):
+    # with motion noise at generation it kept the face (docs/experiments/face-s-ladder.md, sixth session).
     ref_residual: bool = False
 
     @property

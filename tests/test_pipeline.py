@@ -46,16 +46,22 @@ def test_length_matches_audio_and_segments_stream_in_order(tiny_model, image, rn
     assert order.index(("seg", 0)) > order.index(("step", 0)) and order.index(("step", 1)) > order.index(("seg", 0))
 
 
-def test_motion_frames_hand_over(tiny_model, image, rng, monkeypatch):
-    """Segment k > 0 is conditioned on the VAE encoding of the last 5 frames of segment k - 1."""
+def _spy_motion(model, monkeypatch) -> list:
+    """The motion latents of every ``prepare`` call (None where absent), in call order."""
     seen = []
-    real_prepare = tiny_model.transformer.prepare
+    real_prepare = model.transformer.prepare
 
     def spy(cond, frames):
         seen.append(None if cond.motion is None else cond.motion.clone())
         return real_prepare(cond, frames)
 
-    monkeypatch.setattr(tiny_model.transformer, "prepare", spy)
+    monkeypatch.setattr(model.transformer, "prepare", spy)
+    return seen
+
+
+def test_motion_frames_hand_over(tiny_model, image, rng, monkeypatch):
+    """Segment k > 0 is conditioned on the VAE encoding of the last 5 frames of segment k - 1."""
+    seen = _spy_motion(tiny_model, monkeypatch)
     decoded = []
     real_decode = tiny_model.vae.decode
 
@@ -125,14 +131,7 @@ def test_bad_settings(tiny_model, image, rng):
 def test_motion_noise_blends_the_handed_over_frames_toward_noise(tiny_model, image, rng, monkeypatch):
     """SamplingConfig.motion_noise (or the setting): segment k > 0 is led by its motion latents blended
     this far toward seeded noise, as training corrupts them; 0 hands them over clean."""
-    seen = []
-    real_prepare = tiny_model.transformer.prepare
-
-    def spy(cond, frames):
-        seen.append(None if cond.motion is None else cond.motion.clone())
-        return real_prepare(cond, frames)
-
-    monkeypatch.setattr(tiny_model.transformer, "prepare", spy)
+    seen = _spy_motion(tiny_model, monkeypatch)
     audio = speech_like(0.72, rng)
     runs = {}
     for level in (0.0, 0.5, 0.5):
