@@ -56,7 +56,8 @@ class RunRecord:
         if self.is_instant:
             how = f"seed {self.seed}"
         else:
-            how = (f"seed {self.seed}  steps {s.get('steps')}  aCFG {s.get('cfg_audio')}  tCFG {s.get('cfg_text')}"
+            how = (f"seed {self.seed}  steps {s.get('steps')}  aCFG {s.get('cfg_audio')} focus {s.get('audio_focus')}"
+                   f"  tCFG {s.get('cfg_text')}"
                    f"  {s.get('anneal')} {s.get('anneal_strength')}")
         length = f"{self.num_frames / self.fps:.1f} s" if self.num_frames and self.fps else f"{self.segments} seg"
         size = f"  {self.size[0]}x{self.size[1]}" if self.size else ""

@@ -25,6 +25,7 @@ judge. Everything goes to ``RESULT_DIR/bar.json``; the verdicts are printed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -156,10 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image", default=None, help="the picture for --human")
     ap.add_argument("--human-seconds", type=float, default=6.0)
     ap.add_argument("--out", default=None, help="result folder (default: the model folder)")
+    ap.add_argument("--cfg-audio", type=float, default=None, help="override the model's audio guidance scale")
+    ap.add_argument("--anneal-strength", type=float, default=None, help="override the guidance annealing (0-1)")
+    ap.add_argument("--motion-noise", type=float, default=None, help="override the motion-frame noise (0-1)")
     args = ap.parse_args(argv)
     out_dir = Path(args.out or args.model)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = load_model(args.model).eval()
+    overrides = {k: v for k, v in (("cfg_audio", args.cfg_audio), ("anneal_strength", args.anneal_strength),
+                                   ("motion_noise", args.motion_noise)) if v is not None}
+    if overrides:  # the sampling settings under test, in place of the model folder's defaults
+        model.config = dataclasses.replace(model.config,
+                                           sampling=dataclasses.replace(model.config.sampling, **overrides))
     store = ClipStore(args.held_out)
     t0 = time.perf_counter()
     table = run_benchmark(model, args.held_out, clips=args.clips, steps=args.steps, seconds=args.seconds,
@@ -173,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [np.concatenate(list(picks[i : i + 10]), axis=1) for i in range(0, len(picks) - len(picks) % 10 or 1, 10)]
     rows = [r for r in rows if r.shape == rows[0].shape]
     cv2.imwrite(str(out_dir / "take.png"), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
-    result = {"table": table, "take": take}
+    result = {"table": table, "take": take, "sampling": dataclasses.asdict(model.config.sampling)}
     if args.human:
         if not args.image:
             ap.error("--human needs --image")

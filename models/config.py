@@ -117,6 +117,11 @@ class SamplingConfig:
     # model's own output, re-encoded, and a fixed level inside that range tells the transformer to
     # take the motion from them and the appearance from the reference.
     motion_noise: float = 0.0
+    # Where the audio guidance acts: 0 over the whole frame (the paper's), 1 only around the mouth
+    # (found on the reference by MediaPipe's face mesh; without a face the whole frame), between: this
+    # share of the guidance is taken away outside the mouth. The audio-minus-no-audio difference
+    # reaches the eyes and the face's outline too, and amplified there it scrambles them.
+    audio_focus: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ class Guidance:
 
 
 def combine_guidance(u: torch.Tensor, c_text: torch.Tensor, c_text_audio: torch.Tensor,
-                     s_text: float, s_audio: float) -> torch.Tensor:
+                     s_text: float, s_audio: float | torch.Tensor) -> torch.Tensor:
     return u + s_text * (c_text - u) + s_audio * (c_text_audio - c_text)
 
 
@@ -132,14 +132,18 @@ BranchModel = Callable[[torch.Tensor, torch.Tensor, list[Branch]], torch.Tensor]
 
 
 def guided_velocity(model: BranchModel, x: torch.Tensor, t: torch.Tensor, s_text: float, s_audio: float,
-                    has_text: bool, has_audio: bool) -> torch.Tensor:
+                    has_text: bool, has_audio: bool, audio_map: torch.Tensor | None = None) -> torch.Tensor:
     """Velocity with text and audio guidance, all needed branches in one batched call.
 
     Branches that would equal another (no text given, audio off, a scale of exactly 1) are not
     computed: with no text ``c_text == u``; with no audio ``c_text_audio == c_text``.
+    ``audio_map`` (broadcastable to ``x``, values in [0, 1]) weights the audio guidance per position:
+    the scale there is ``1 + (s_audio - 1) * audio_map`` (None: ``s_audio`` everywhere).
     """
     use_text = has_text and s_text != 1.0
     use_audio = has_audio and s_audio != 1.0
+    if use_audio and audio_map is not None:
+        s_audio = 1.0 + (s_audio - 1.0) * audio_map.to(x.dtype)
     full: Branch = (has_text, has_audio)
     if not use_text and not use_audio:
         return model(x, t, [full])
@@ -168,12 +172,14 @@ def euler_sample(
     has_audio: bool,
     on_step: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    audio_map: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Integrate the guided flow from t = 1 (``noise``) to t = 0 with Euler steps.
 
     ``on_step(i, steps)`` is called after each step; ``should_cancel()`` before each, raising
     ``GenerationCancelled`` when it returns True (so a cancel takes effect within one step). Neither
-    forces a device sync: scales are Python floats computed from the step index.
+    forces a device sync: scales are Python floats computed from the step index. ``audio_map``: see
+    ``guided_velocity``.
     """
     times = sampling_schedule(steps, shift)
     x = noise
@@ -183,7 +189,7 @@ def euler_sample(
             raise GenerationCancelled(f"cancelled at step {i + 1} of {steps}")
         s_text, s_audio = guidance.scales(i, steps)
         t = torch.full((b,), times[i], device=x.device, dtype=torch.float32)
-        v = guided_velocity(model, x, t, s_text, s_audio, has_text, has_audio)
+        v = guided_velocity(model, x, t, s_text, s_audio, has_text, has_audio, audio_map)
         x = x + (times[i + 1] - times[i]) * v
         if on_step is not None:
             on_step(i + 1, steps)

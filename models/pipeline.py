@@ -64,6 +64,29 @@ def prepare_reference(image: np.ndarray, height: int, width: int) -> torch.Tenso
     return x.permute(2, 0, 1)[None, :, None]
 
 
+def mouth_region(image: np.ndarray, height: int, width: int) -> tuple[np.ndarray | None, str]:
+    """Where the reference's mouth is, as weights ``(height, width)`` in [0, 1] over a grid laid on
+    the picture (1 at the lips and jaw, falling to 0 a mouth's width away), and a word on it: the
+    face mesh's lips (MediaPipe, imported lazily) place it; without MediaPipe or a face, None and why."""
+    try:
+        from models.instant.face import detect_face_mesh
+
+        mesh = detect_face_mesh(image)
+    except ImportError as e:
+        return None, f"frame (MediaPipe is not available: {e})"
+    if mesh is None:
+        return None, "frame (no face found on the reference)"
+    h0, w0 = image.shape[:2]
+    lips = mesh[[61, 291, 0, 17, 13, 14]]  # corners, outer middle top and bottom, inner middle
+    centre = lips.mean(0)
+    span = max(float(np.linalg.norm(mesh[291] - mesh[61])), 1.0)  # the mouth's width, in pixels
+    yy, xx = np.mgrid[0:height, 0:width]
+    px, py = (xx + 0.5) * w0 / width, (yy + 0.5) * h0 / height
+    # An ellipse a mouth's width across, lowered a little to take in the chin; flat top, soft edge.
+    d = ((px - centre[0]) / span) ** 2 + ((py - centre[1] - 0.2 * span) / (0.9 * span)) ** 2
+    return np.exp(-0.5 * d**2).astype(np.float32), "mouth"
+
+
 def to_uint8(video: torch.Tensor) -> np.ndarray:
     """``(1, 3, T, H, W)`` in [-1, 1] -> ``(T, H, W, 3)`` uint8."""
     v = video[0].float().clamp(-1, 1).add(1).mul(127.5).round().byte()
@@ -133,6 +156,9 @@ def generate(
     motion_noise = sc.motion_noise if settings.motion_noise is None else settings.motion_noise
     if not 0.0 <= motion_noise <= 1.0:
         raise UserError(f"motion noise must be between 0 and 1, got {motion_noise}")
+    audio_focus = sc.audio_focus if settings.audio_focus is None else settings.audio_focus
+    if not 0.0 <= audio_focus <= 1.0:
+        raise UserError(f"audio focus must be between 0 and 1, got {audio_focus}")
     check_reference(inputs.image)
 
     has_audio = inputs.audio is not None and len(inputs.audio) > 0
@@ -170,12 +196,18 @@ def generate(
     ref_pixels = prepare_reference(inputs.image, height, width).to(device, dtype)
     ref_latent = model.vae.encode(ref_pixels)
     h, w = ref_latent.shape[-2:]
+    audio_map, region = None, "frame"
+    if use_audio and audio_focus > 0 and guidance.audio != 1.0:
+        weights, region = mouth_region(inputs.image, h, w)
+        if weights is not None:  # outside the mouth, audio_focus of the guidance is taken away
+            weights = weights + (1.0 - audio_focus) * (1.0 - weights)
+            audio_map = torch.from_numpy(weights).to(device)[None, None, None]  # (1, 1, 1, h, w)
     stills: dict[int, torch.Tensor] = {}  # the reference as a still video, per segment length
 
     segments = plan_segments(total, seg_len)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     result = GenerationResult(num_frames=total, fps=fps, height=height, width=width, seed=seed, mode=mode,
-                              segments_done=0, num_segments=len(segments))
+                              segments_done=0, num_segments=len(segments), audio_region=region if use_audio else "")
     kept: list[np.ndarray] = []
     prev_tail: torch.Tensor | None = None  # last motion frames, (1, 3, 5, H, W) in [-1, 1]
     t_start = time.perf_counter()
@@ -229,7 +261,8 @@ def generate(
 
         try:
             latents = euler_sample(runner, noise, steps, shift, guidance, has_text=text_tokens is not None,
-                                   has_audio=use_audio, on_step=on_step, should_cancel=cb.should_cancel)
+                                   has_audio=use_audio, on_step=on_step, should_cancel=cb.should_cancel,
+                                   audio_map=audio_map)
         except GenerationCancelled:
             result.cancelled = True
             break

@@ -41,6 +41,8 @@ BAD_SETTINGS = [
     ({"motion_frames": 3}, "motion frames", "0 or 5"),
     ({"motion_noise": 1.2}, "--motion-noise", "between 0 and 1"),
     ({"motion_noise": math.nan}, "--motion-noise", "finite"),
+    ({"audio_focus": 1.5}, "--audio-focus", "between 0 and 1"),
+    ({"audio_focus": -0.2}, "--audio-focus", "between 0 and 1"),
 ]
 
 

@@ -36,6 +36,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--motion-noise", type=float,
                    help="0-1: how far the previous segment's frames are blended toward noise before they lead the "
                         "next (default: the model's; higher keeps the reference's look over long takes)")
+    p.add_argument("--audio-focus", type=float,
+                   help="0-1: how much of the audio guidance is kept to the mouth (found on the reference); 0 "
+                        "guides the whole frame (default: the model's; higher keeps the eyes steady)")
     p.add_argument("--seed", type=int, default=42, help="noise seed (42, as in the app)")
     p.add_argument("--fps", type=float)
     p.add_argument("--segment-frames", type=int, help="frames per segment, 1 + 4k")
@@ -58,6 +61,7 @@ def settings_from_args(args, fps: float | None, max_frames: int | None = None):
     return GenerationSettings(
         steps=args.steps, cfg_text=args.cfg_text, cfg_audio=args.cfg_audio, anneal=args.anneal,
         anneal_strength=args.anneal_strength, motion_noise=args.motion_noise,
+        audio_focus=args.audio_focus,
         segment_frames=args.segment_frames, area=args.area, fps=fps,
         seed=args.seed,  # 42 unless given, as in the app (both engines)
         mode=args.mode, max_frames=max_frames,
@@ -170,6 +174,8 @@ def run(args) -> int:
     log(f"wrote {out}: {result.num_frames} frames at {result.fps:g} fps, {result.width}x{result.height}, "
         f"mode {result.mode}, seed {result.seed}, {result.seconds:.1f} s "
         f"({result.seconds / max(result.num_segments, 1):.1f} s per segment, {rate:.0f} frames/s)")
+    if getattr(result, "audio_region", ""):
+        log(f"audio guidance: {result.audio_region}")
     return 0
 
 

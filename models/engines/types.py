@@ -38,6 +38,7 @@ class GenerationSettings:
     segment_frames: int | None = None
     motion_frames: int | None = None
     motion_noise: float | None = None  # 0-1: the motion latents blended toward noise (SamplingConfig.motion_noise)
+    audio_focus: float | None = None  # 0-1: audio guidance kept to the mouth (SamplingConfig.audio_focus)
     area: int | None = None  # pixel area; the aspect ratio comes from the reference
     fps: float | None = None
     mode: str = "auto"
@@ -66,6 +67,8 @@ class GenerationResult:
     frames: np.ndarray | None = None  # (T, H, W, 3) when keep_frames
     seconds: float = 0.0
     segment_seconds: list[float] = field(default_factory=list)
+    # Where the audio guidance acted: "mouth", "frame", or "frame (why the mouth was not used)".
+    audio_region: str = ""
 
 
 def resolve_mode(mode: str, has_audio: bool, has_pose: bool) -> str:
