@@ -107,7 +107,7 @@ class ControlsPanel(QGroupBox):
 
     # Rows shown only with the model engine (the instant engine has no network, steps or guidance).
     MODEL_ROWS = ("model", "device", "cpu_threads", "text", "cfg_audio", "audio_focus", "cfg_text", "anneal",
-                  "anneal_strength", "steps", "segment_frames", "area", "presets")
+                  "anneal_strength", "motion_anchor", "steps", "segment_frames", "area", "presets")
 
     def __init__(self, settings, parent=None) -> None:
         super().__init__("4  Prompt and generation", parent)
@@ -144,6 +144,10 @@ class ControlsPanel(QGroupBox):
         self.audio_focus = SliderBox(0.0, 1.0, 0.05, 2)
         self.audio_focus.setToolTip("How much of the audio guidance is kept to the mouth (found on the picture): "
                                     "0 guides the whole frame; higher keeps the eyes and the face steady.")
+        self.motion_anchor = SliderBox(0.0, 1.0, 0.05, 2)
+        self.motion_anchor.setToolTip("How far each segment's lead-in frames are pulled back toward the picture: "
+                                      "higher keeps the face over long takes, lower keeps the motion flowing "
+                                      "from one segment to the next.")
         self.anneal = _combo(6)
         self.anneal.addItems(ANNEAL_SCHEDULES)
         self.anneal_strength = SliderBox(0.0, 1.0, 0.05, 2)
@@ -212,10 +216,11 @@ class ControlsPanel(QGroupBox):
         add("cpu_threads", "Threads", _row(self.cpu_threads, 1))
         add("text", "Prompt", self.text)
         add("cfg_audio", "Audio CFG", self.cfg_audio)
-        add("audio_focus", "Audio focus", self.audio_focus)
+        add("audio_focus", "Focus", self.audio_focus)
         add("cfg_text", "Text CFG", self.cfg_text)
         add("anneal", "Annealing", _row(self.anneal, 1))
         add("anneal_strength", "Strength", self.anneal_strength)
+        add("motion_anchor", "Anchor", self.motion_anchor)
         add("steps", "Steps", _row(self.steps, 1))
         add("seed", "Seed", _row(self.seed, self.dice, self.random_seed, 1))
         add("used_seed", "", self.used_seed)
@@ -240,7 +245,8 @@ class ControlsPanel(QGroupBox):
         self.engine.currentIndexChanged.connect(self._engine_changed)
         self.engine.activated.connect(self._engine_picked)  # the user's own choice (not programmatic)
         self._engine_changed()
-        for w in (self.cfg_audio, self.audio_focus, self.cfg_text, self.anneal_strength, self.max_seconds):
+        for w in (self.cfg_audio, self.audio_focus, self.cfg_text, self.anneal_strength, self.motion_anchor,
+                  self.max_seconds):
             w.valueChanged.connect(self.changed)
         for w in (self.steps, self.seed):
             w.valueChanged.connect(self.changed)
@@ -325,7 +331,8 @@ class ControlsPanel(QGroupBox):
             return
         sc = cfg.sampling
         self.apply({"steps": sc.steps, "cfg_audio": sc.cfg_audio, "cfg_text": sc.cfg_text, "anneal": sc.anneal,
-                    "anneal_strength": sc.anneal_strength, "audio_focus": sc.audio_focus})
+                    "anneal_strength": sc.anneal_strength, "audio_focus": sc.audio_focus,
+                    "motion_anchor": sc.motion_anchor})
         self._label_segments(float(cfg.cond.fps))
 
     def output_fps(self) -> float:
@@ -420,6 +427,7 @@ class ControlsPanel(QGroupBox):
             "text": self.text.toPlainText(),
             "cfg_audio": round(self.cfg_audio.value(), 3),
             "audio_focus": round(self.audio_focus.value(), 3),
+            "motion_anchor": round(self.motion_anchor.value(), 3),
             "cfg_text": round(self.cfg_text.value(), 3),
             "anneal": self.anneal.currentText(),
             "anneal_strength": round(self.anneal_strength.value(), 3),
@@ -465,7 +473,7 @@ class ControlsPanel(QGroupBox):
                 combo(getattr(self, k), v)
             elif k == "text":
                 self.text.setPlainText(str(v))
-            elif k in ("cfg_audio", "audio_focus", "cfg_text", "anneal_strength", "max_seconds"):
+            elif k in ("cfg_audio", "audio_focus", "cfg_text", "anneal_strength", "motion_anchor", "max_seconds"):
                 getattr(self, k).setValue(float(v))
             elif k in ("steps", "seed", "cpu_threads"):
                 getattr(self, k).setValue(int(v))
@@ -492,7 +500,8 @@ class ControlsPanel(QGroupBox):
         area = v["area"] if self.uses_model() else v["instant_area"]
         return GenerationSettings(
             steps=v["steps"], cfg_text=v["cfg_text"], cfg_audio=v["cfg_audio"], anneal=v["anneal"],
-            anneal_strength=v["anneal_strength"], audio_focus=v["audio_focus"], seed=seed,
+            anneal_strength=v["anneal_strength"], audio_focus=v["audio_focus"],
+            motion_anchor=v["motion_anchor"], seed=seed,
             segment_frames=v["segment_frames"] or None,
             area=area or None, fps=fps, max_frames=int(round(v["max_seconds"] * fps)) or None,
         )

@@ -52,6 +52,7 @@ class SettingNames:
     motion_frames: str = "motion frames"
     motion_noise: str = "--motion-noise"
     audio_focus: str = "--audio-focus"
+    motion_anchor: str = "--motion-anchor"
     area: str = "--area"
     fps: str = "--fps"
     mode: str = "--mode"
@@ -62,7 +63,8 @@ class SettingNames:
 CLI_NAMES = SettingNames()
 APP_NAMES = SettingNames(  # the labels of app/controls.py
     steps="Steps", cfg_text="Text CFG", cfg_audio="Audio CFG", anneal="Annealing",
-    anneal_strength="Annealing strength", motion_noise="Motion noise", audio_focus="Audio focus",
+    anneal_strength="Annealing strength", motion_noise="Motion noise", audio_focus="Focus",
+    motion_anchor="Anchor",
     seed="Seed", segment_frames="Segment",
     area="Size (pixel area)",
     fps="Frame rate", mode="Mode", max_frames="Length",
@@ -119,6 +121,8 @@ def validate_settings(settings, names: SettingNames = CLI_NAMES):
         _float_in(s.motion_noise, n.motion_noise, 0.0, 1.0)
     if s.audio_focus is not None:
         _float_in(s.audio_focus, n.audio_focus, 0.0, 1.0)
+    if s.motion_anchor is not None:
+        _float_in(s.motion_anchor, n.motion_anchor, 0.0, 1.0)
     if s.seed is not None:
         _int_in(s.seed, n.seed, 0, 2**63 - 1)
     if s.segment_frames is not None:

@@ -150,6 +150,33 @@ def test_motion_noise_blends_the_handed_over_frames_toward_noise(tiny_model, ima
     assert np.array_equal(runs[0.5][0][1], runs[0.5][1][1])
 
 
+def test_motion_anchor_pulls_the_handed_over_frames_toward_the_reference(tiny_model, image, rng, monkeypatch):
+    """SamplingConfig.motion_anchor (or the setting): segment k > 0 is led by its motion latents pulled
+    this far toward the reference's still video of the motion frames' length; 1 is the reference itself."""
+    from models.pipeline import prepare_reference
+
+    seen = _spy_motion(tiny_model, monkeypatch)
+    audio = speech_like(0.72, rng)
+    motion = {}
+    for level in (0.0, 0.5, 1.0):
+        seen.clear()
+        generate(tiny_model, GenerationInputs(image, audio),
+                 GenerationSettings(steps=1, seed=3, motion_noise=0.0, motion_anchor=level))
+        motion[level] = seen[2].clone()  # segment 1, its full branch
+    res = generate(tiny_model, GenerationInputs(image, audio), GenerationSettings(steps=1, seed=3))
+    with torch.no_grad():
+        ref = prepare_reference(image, res.height, res.width).to(next(tiny_model.transformer.parameters()).dtype)
+        still = tiny_model.still_latents(ref, 5)
+    assert torch.allclose(motion[1.0], still, atol=1e-5)
+    assert torch.allclose(motion[0.5], 0.5 * (motion[0.0] + still), atol=1e-5)
+    assert not torch.allclose(motion[0.0], still, atol=1e-3)
+
+
+def test_motion_anchor_outside_0_1_is_refused(tiny_model, image, rng):
+    with pytest.raises(UserError, match="motion anchor must be between 0 and 1"):
+        generate(tiny_model, GenerationInputs(image, speech_like(0.2, rng)), GenerationSettings(motion_anchor=-0.1))
+
+
 def test_motion_noise_outside_0_1_is_refused(tiny_model, image, rng):
     with pytest.raises(UserError, match="motion noise must be between 0 and 1"):
         generate(tiny_model, GenerationInputs(image, speech_like(0.2, rng)), GenerationSettings(motion_noise=1.5))

@@ -43,6 +43,7 @@ BAD_SETTINGS = [
     ({"motion_noise": math.nan}, "--motion-noise", "finite"),
     ({"audio_focus": 1.5}, "--audio-focus", "between 0 and 1"),
     ({"audio_focus": -0.2}, "--audio-focus", "between 0 and 1"),
+    ({"motion_anchor": 2.0}, "--motion-anchor", "between 0 and 1"),
 ]
 
 

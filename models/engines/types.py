@@ -39,6 +39,7 @@ class GenerationSettings:
     motion_frames: int | None = None
     motion_noise: float | None = None  # 0-1: the motion latents blended toward noise (SamplingConfig.motion_noise)
     audio_focus: float | None = None  # 0-1: audio guidance kept to the mouth (SamplingConfig.audio_focus)
+    motion_anchor: float | None = None  # 0-1: motion latents pulled toward the reference (SamplingConfig.motion_anchor)
     area: int | None = None  # pixel area; the aspect ratio comes from the reference
     fps: float | None = None
     mode: str = "auto"
