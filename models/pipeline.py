@@ -199,7 +199,7 @@ def generate(
     ref_pixels = prepare_reference(inputs.image, height, width).to(device, dtype)
     ref_latent = model.vae.encode(ref_pixels)
     h, w = ref_latent.shape[-2:]
-    audio_map, region = None, "frame"
+    audio_map, region = None, ""  # the region is named only when a focus was asked for
     if use_audio and audio_focus > 0 and guidance.audio != 1.0:
         weights, region = mouth_region(inputs.image, h, w)
         if weights is not None:  # outside the mouth, audio_focus of the guidance is taken away
@@ -210,7 +210,7 @@ def generate(
     segments = plan_segments(total, seg_len)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     result = GenerationResult(num_frames=total, fps=fps, height=height, width=width, seed=seed, mode=mode,
-                              segments_done=0, num_segments=len(segments), audio_region=region if use_audio else "")
+                              segments_done=0, num_segments=len(segments), audio_region=region)
     kept: list[np.ndarray] = []
     prev_tail: torch.Tensor | None = None  # last motion frames, (1, 3, 5, H, W) in [-1, 1]
     anchor: torch.Tensor | None = None  # the reference as a still video of the motion frames, encoded

@@ -72,7 +72,7 @@ def test_generation_keeps_the_guidance_to_the_mouth_when_asked(tiny_model, rng, 
     seen.clear()
     res = generate(tiny_model, GenerationInputs(img, audio), GenerationSettings(steps=1, seed=0, audio_focus=0.0,
                                                                                 cfg_audio=3.0))
-    assert res.audio_region == "frame" and all(m is None for m in seen)
+    assert res.audio_region == "" and all(m is None for m in seen)  # no focus asked, none to report
 
 
 def test_a_picture_without_a_face_falls_back_to_the_whole_frame(tiny_model, rng, monkeypatch):

@@ -68,7 +68,7 @@ class GenerationResult:
     frames: np.ndarray | None = None  # (T, H, W, 3) when keep_frames
     seconds: float = 0.0
     segment_seconds: list[float] = field(default_factory=list)
-    # Where the audio guidance acted: "mouth", "frame", or "frame (why the mouth was not used)".
+    # With an audio focus, where the audio guidance acted: "mouth", or "frame (why not the mouth)"; else "".
     audio_region: str = ""
 
 
