@@ -47,9 +47,8 @@ PRESETS: dict[str, dict[str, object]] = {
     # a value of None (MODEL_OWN) is the selected model's own, read from its config by app.controls.
     "fast preview": {"steps": 8, "area": 96 * 96, "segment_frames": 0, "max_seconds": 2.0},
     DEFAULT_PRESET: {"steps": MODEL_OWN, "cfg_audio": MODEL_OWN, "audio_focus": MODEL_OWN, "cfg_text": MODEL_OWN,
-                     "anneal": MODEL_OWN, "anneal_strength": MODEL_OWN, "motion_anchor": MODEL_OWN, "area": 0,
-                     "segment_frames": 0,
-                     "max_seconds": 0.0},
+                     "anneal": MODEL_OWN, "anneal_strength": MODEL_OWN, "motion_anchor": MODEL_OWN,
+                     "area": 0, "segment_frames": 0, "max_seconds": 0.0},
     "quality": {"steps": 30, "area": 0, "segment_frames": 0, "max_seconds": 0.0},
 }
 
