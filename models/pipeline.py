@@ -204,7 +204,7 @@ def generate(
         weights, region = mouth_region(inputs.image, h, w)
         if weights is not None:  # outside the mouth, audio_focus of the guidance is taken away
             weights = weights + (1.0 - audio_focus) * (1.0 - weights)
-            audio_map = torch.from_numpy(weights).to(device)[None, None, None]  # (1, 1, 1, h, w)
+            audio_map = torch.from_numpy(weights).to(device, dtype)[None, None, None]  # (1, 1, 1, h, w)
     stills: dict[int, torch.Tensor] = {}  # the reference as a still video, per segment length
 
     segments = plan_segments(total, seg_len)
@@ -213,7 +213,6 @@ def generate(
                               segments_done=0, num_segments=len(segments), audio_region=region)
     kept: list[np.ndarray] = []
     prev_tail: torch.Tensor | None = None  # last motion frames, (1, 3, 5, H, W) in [-1, 1]
-    anchor: torch.Tensor | None = None  # the reference as a still video of the motion frames, encoded
     t_start = time.perf_counter()
     sigma = cfg.cond.heatmap_sigma
 
@@ -242,8 +241,10 @@ def generate(
             # Pulled toward the reference standing still, coded as the tail was. (The first segment has no
             # motion frames: led by the still reference, the mouth barely moved, 0.088 against 0.233.)
             if motion_anchor > 0:
-                if anchor is None:
-                    anchor = model.still_latents(ref_pixels, prev_tail.shape[2])
+                n_tail = prev_tail.shape[2]
+                if n_tail not in stills:
+                    stills[n_tail] = model.still_latents(ref_pixels, n_tail)
+                anchor = stills[n_tail]
                 motion = anchor + (1.0 - motion_anchor) * (motion - anchor)
             if motion_noise > 0:  # as in training (noisy_motion): the model's own output is not ground truth
                 eps = torch.randn(motion.shape, generator=gen).to(motion.device, motion.dtype)
