@@ -162,13 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--motion-noise", type=float, default=None, help="override the motion-frame noise (0-1)")
     ap.add_argument("--audio-focus", type=float, default=None, help="override the audio guidance's focus (0-1)")
     ap.add_argument("--motion-anchor", type=float, default=None, help="override the motion frames' anchor (0-1)")
+    ap.add_argument("--still-lead", action="store_true", help="lead the first segment with the still reference")
     args = ap.parse_args(argv)
     out_dir = Path(args.out or args.model)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = load_model(args.model).eval()
     overrides = {k: v for k, v in (("cfg_audio", args.cfg_audio), ("anneal_strength", args.anneal_strength),
                                    ("motion_noise", args.motion_noise), ("audio_focus", args.audio_focus),
-                                   ("motion_anchor", args.motion_anchor))
+                                   ("motion_anchor", args.motion_anchor),
+                                   ("still_lead", True if args.still_lead else None))
                  if v is not None}
     if overrides:  # the sampling settings under test, in place of the model folder's defaults
         model.config = dataclasses.replace(model.config,

@@ -128,6 +128,11 @@ class SamplingConfig:
     # frames drift from the reference a little every segment, and led by them it loses the eyes and
     # the mouth; pulled back toward the reference, each segment starts from the face again.
     motion_anchor: float = 0.0
+    # The first segment, which has no previous frames, led by the reference's still video as its motion
+    # frames (noised like the others). A model trained on clean leads only holds the mouth shut behind it
+    # (face-s8: mouth 0.088 against 0.233); one trained on anchored leads (the recipe's motion_anchor)
+    # should not.
+    still_lead: bool = False
 
 
 @dataclass(frozen=True)

@@ -238,17 +238,20 @@ def generate(
         motion = None
         if prev_tail is not None and motion_len:
             motion = model.vae.encode(prev_tail)  # (1, C, 2, h, w)
-            # Pulled toward the reference standing still, coded as the tail was. (The first segment has no
-            # motion frames: led by the still reference, the mouth barely moved, 0.088 against 0.233.)
+            # Pulled toward the reference standing still, coded as the tail was.
             if motion_anchor > 0:
                 n_tail = prev_tail.shape[2]
                 if n_tail not in stills:
                     stills[n_tail] = model.still_latents(ref_pixels, n_tail)
                 anchor = stills[n_tail]
                 motion = anchor + (1.0 - motion_anchor) * (motion - anchor)
-            if motion_noise > 0:  # as in training (noisy_motion): the model's own output is not ground truth
-                eps = torch.randn(motion.shape, generator=gen).to(motion.device, motion.dtype)
-                motion = interpolate(motion, eps, torch.full((1,), motion_noise, device=motion.device))
+        elif sc.still_lead and motion_len:  # the first segment: led by the reference standing still
+            if motion_len not in stills:
+                stills[motion_len] = model.still_latents(ref_pixels, motion_len)
+            motion = stills[motion_len]
+        if motion is not None and motion_noise > 0:  # as in training (noisy_motion): not ground truth
+            eps = torch.randn(motion.shape, generator=gen).to(motion.device, motion.dtype)
+            motion = interpolate(motion, eps, torch.full((1,), motion_noise, device=motion.device))
 
         still = None
         if model.uses_still:

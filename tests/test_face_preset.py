@@ -176,3 +176,46 @@ def test_the_bar_runs_at_a_tiny_size_and_gives_a_verdict_per_criterion(face_data
     assert (out / "take.png").is_file() and (out / "human.mp4").is_file()
     assert (out / "human.png").is_file()  # a strip to judge, with or without lips MediaPipe can find
     assert res["human"]["seconds"] > 0.5
+
+
+def test_anchored_training_pulls_the_motion_frames_toward_the_reference_standing_still(
+        face_data, tmp_path, monkeypatch):
+    """Stage.motion_anchor: each sample's motion latents lie between the clean ones and the reference's
+    still video (a share drawn per sample, within the bound), and the still is the reference's even for
+    samples whose reference is dropped: generation always anchors toward the user's picture."""
+    import models.training.trainer as tr_mod
+    from models.training.trainer import Trainer
+
+    calls = []
+    real = tr_mod.anchored_motion
+
+    def spy(motion, still, max_share, gen):
+        out = real(motion, still, max_share, gen)
+        calls.append((motion.clone(), still.clone(), out.clone(), max_share))
+        return out
+
+    monkeypatch.setattr(tr_mod, "anchored_motion", spy)
+    stage = {**TINY_FACE_RECIPE["stages"][0], "steps": 2, "motion_prob": 1.0, "motion_noise": 0.0,
+             "motion_anchor": 0.8, "keep": {"reference": 0.0, "audio": 1.0}}
+    recipe = parse_recipe({**TINY_FACE_RECIPE, "stages": [stage]}, "r.json")
+    t = Trainer(recipe, [str(face_data)], tmp_path / "run", log=lambda s: None)
+    t.train()
+    assert len(calls) == 2
+    for motion, still, out, max_share in calls:
+        assert max_share == pytest.approx(0.8) and still.abs().sum() > 0
+        for m, s, o in zip(motion, still, out, strict=True):
+            share = 1.0 - float((o - s).flatten() @ (m - s).flatten() / (m - s).flatten().square().sum())
+            assert 0.0 <= share <= 0.8 + 1e-5
+            assert torch.allclose(o, s + (1.0 - share) * (m - s), atol=1e-4)
+
+
+def test_motion_anchor_key_is_checked():
+    stage = TINY_FACE_RECIPE["stages"][0]
+    r = parse_recipe({**TINY_FACE_RECIPE, "stages": [{**stage, "motion_anchor": 1.0}]}, "r.json")
+    assert r.stages[0].motion_anchor == 1.0
+    for value, match in [(1.5, "share in \\[0, 1\\]"), ("x", "share in \\[0, 1\\]"), (True, "share")]:
+        with pytest.raises(UserError, match=rf"stages\[0\].*motion_anchor.*{match}"):
+            parse_recipe({**TINY_FACE_RECIPE, "stages": [{**stage, "motion_anchor": value}]}, "r.json")
+    with pytest.raises(UserError, match="motion_anchor.*motion_prob"):
+        parse_recipe({**TINY_FACE_RECIPE, "stages": [{**stage, "motion_prob": 0.0, "motion_noise": 0.0,
+                                                      "motion_anchor": 0.5}]}, "r.json")

@@ -172,6 +172,30 @@ def test_motion_anchor_pulls_the_handed_over_frames_toward_the_reference(tiny_mo
     assert not torch.allclose(motion[0.0], still, atol=1e-3)
 
 
+def test_still_lead_leads_the_first_segment_with_the_reference_standing_still(tiny_model, image, rng, monkeypatch):
+    """SamplingConfig.still_lead: the first segment, which has no previous frames, is led by the
+    reference's still video of the motion frames' length; off, it has no motion frames."""
+    import dataclasses
+
+    from models.pipeline import prepare_reference
+
+    seen = _spy_motion(tiny_model, monkeypatch)
+    audio = speech_like(0.72, rng)
+    settings = GenerationSettings(steps=1, seed=3, motion_noise=0.0)
+    generate(tiny_model, GenerationInputs(image, audio), settings)
+    assert seen[0] is None and seen[1] is None  # both branches of segment 0
+    seen.clear()
+    cfg = tiny_model.config
+    monkeypatch.setattr(tiny_model, "config", dataclasses.replace(
+        cfg, sampling=dataclasses.replace(cfg.sampling, still_lead=True)))
+    res = generate(tiny_model, GenerationInputs(image, audio), settings)
+    with torch.no_grad():
+        ref = prepare_reference(image, res.height, res.width).to(next(tiny_model.transformer.parameters()).dtype)
+        still = tiny_model.still_latents(ref, 5)
+    assert torch.allclose(seen[0], still, atol=1e-5) and torch.allclose(seen[1], still, atol=1e-5)
+    assert not torch.allclose(seen[2], still, atol=1e-3)  # later segments: the previous frames
+
+
 def test_motion_anchor_outside_0_1_is_refused(tiny_model, image, rng):
     with pytest.raises(UserError, match="motion anchor must be between 0 and 1"):
         generate(tiny_model, GenerationInputs(image, speech_like(0.2, rng)), GenerationSettings(motion_anchor=-0.1))

@@ -319,3 +319,18 @@ def test_bad_audio_lr_mult_is_named(kind, value, match):
     raw["stages"][i]["audio_lr_mult"] = value
     with pytest.raises(UserError, match=rf"stages\[{i}\].*audio_lr_mult.*{match}"):
         parse_recipe(raw, "r.json")
+
+
+def test_anchored_motion_moves_each_sample_toward_the_still():
+    import torch
+
+    from models.training.trainer import anchored_motion
+
+    m, s = torch.randn(6, 4, 2, 3, 3), torch.randn(6, 4, 2, 3, 3)
+    a = anchored_motion(m, s, 0.7, torch.Generator().manual_seed(0))
+    assert torch.equal(a, anchored_motion(m, s, 0.7, torch.Generator().manual_seed(0)))  # resumable
+    share = torch.rand(6, generator=torch.Generator().manual_seed(0)) * 0.7
+    want = s + (1 - share.view(-1, 1, 1, 1, 1)) * (m - s)
+    assert torch.allclose(a, want)
+    assert (share <= 0.7).all() and len(set(share.tolist())) == 6  # one share per sample, within the bound
+    assert torch.allclose(anchored_motion(m, s, 0.0, torch.Generator().manual_seed(0)), m, atol=1e-6)

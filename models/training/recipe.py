@@ -42,6 +42,7 @@ class Stage:
     pose_only_with_audio: bool = False  # draw pose among the audio-bearing samples only
     motion_prob: float = 0.0  # share of batches that carry motion frames
     motion_noise: float = 0.0  # motion latents blended toward noise by sigma ~ U(0, this) per sample
+    motion_anchor: float = 0.0  # motion latents pulled toward the reference's still video by a ~ U(0, this)
     segment_frames: int = 0  # 1 + 4k frames per training window (0: the preset's)
     crop: int = 0  # train on square crops of this many pixels (0: whole frames); DiT stages crop the latents
     cache_windows: int = 0  # DiT stages: encode this many windows once and train on them (0: stream)
@@ -190,6 +191,12 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
             raise UserError(f"{w}: key 'motion_noise' must be a noise level in [0, 1], got {motion_noise!r}")
         if motion_noise and (kind != "dit" or not mp):
             raise UserError(f"{w}: key 'motion_noise' needs a 'dit' stage with 'motion_prob' > 0")
+        motion_anchor = sget("motion_anchor")
+        if (not isinstance(motion_anchor, (int, float)) or isinstance(motion_anchor, bool)
+                or not 0.0 <= motion_anchor <= 1.0):
+            raise UserError(f"{w}: key 'motion_anchor' must be a share in [0, 1], got {motion_anchor!r}")
+        if motion_anchor and (kind != "dit" or not mp):
+            raise UserError(f"{w}: key 'motion_anchor' needs a 'dit' stage with 'motion_prob' > 0")
         lip_pixel_weight = _weight(s, "lip_pixel_weight", w)
         if lip_pixel_weight and kind != "dit":
             raise UserError(f"{w}: key 'lip_pixel_weight' applies to 'dit' stages only")
@@ -207,7 +214,8 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
             warmup=int(sget("warmup")), batch_size=_need(s, "batch_size", int, w),
             keep={c: float(r) for c, r in keep.items()},
             pose_only_with_audio=bool(sget("pose_only_with_audio")),
-            motion_prob=mp, motion_noise=float(motion_noise), segment_frames=seg, crop=crop,
+            motion_prob=mp, motion_noise=float(motion_noise), motion_anchor=float(motion_anchor),
+            segment_frames=seg, crop=crop,
             cache_windows=cache_windows, decoder_only=decoder_only, face_crops=float(face_crops),
             mouth_weight=stage_mouth, lip_pixel_weight=lip_pixel_weight, audio_lr_mult=float(audio_lr_mult),
             audio_mouth_weight=audio_mouth_weight,

@@ -451,6 +451,14 @@ class Trainer:
         else:
             lat = self.encode_windows(batch, seg, offset, use_motion)
             x0, ref, motion = lat["x0"], lat["ref"], lat["motion"]
+        if motion is not None and stage.motion_anchor > 0:
+            # Before dropping the reference: generation anchors toward the user's picture always.
+            if cached:
+                motion_still = self._cached_still(batch["ref"], MOTION_FRAMES).to(dev)
+            else:
+                with torch.no_grad():
+                    motion_still = model.still_latents(ref, MOTION_FRAMES).float()
+            motion = anchored_motion(motion, motion_still, stage.motion_anchor, self.gen)
         ref = ref * draw.reference.to(dev).view(b, 1, 1, 1, 1).float()
         n_lat = latent_frames(seg)
         still = None
@@ -857,6 +865,21 @@ class Trainer:
             model.config = model.config.replace(
                 sampling=dataclasses.replace(model.config.sampling, segment_frames=trained[-1]))
         return save_model(model, folder, card=card, dtype=dtype, extra={"trained_steps": self.step})
+
+
+def anchored_motion(motion: torch.Tensor, still: torch.Tensor, max_share: float,
+                    gen: torch.Generator) -> torch.Tensor:
+    """Motion latents (B, C, T, h, w) pulled toward the reference's still video ``still`` (same shape)
+    by a share ``a ~ U(0, max_share)`` per sample: ``still + (1 - a) (motion - still)``.
+
+    Generation does this to the frames it hands over (``SamplingConfig.motion_anchor``), so that each
+    segment starts near the face again. A model trained on clean motion frames only reads such a lead
+    as "the person has stopped" and holds the mouth shut (the seventh session's measurements); trained
+    on anchored ones it learns that the lead carries the face and the audio carries the mouth.
+    """
+    share = (torch.rand(motion.shape[0], generator=gen) * max_share).to(motion.device, motion.dtype)
+    share = share.view(-1, *([1] * (motion.dim() - 1)))
+    return still + (1.0 - share) * (motion - still)
 
 
 def noisy_motion(motion: torch.Tensor, max_sigma: float, gen: torch.Generator) -> torch.Tensor:
