@@ -162,6 +162,7 @@ def generate(
     motion_anchor = sc.motion_anchor if settings.motion_anchor is None else settings.motion_anchor
     if not 0.0 <= motion_anchor <= 1.0:
         raise UserError(f"motion anchor must be between 0 and 1, got {motion_anchor}")
+    still_lead = sc.still_lead if settings.still_lead is None else bool(settings.still_lead)
     check_reference(inputs.image)
 
     has_audio = inputs.audio is not None and len(inputs.audio) > 0
@@ -245,7 +246,7 @@ def generate(
                     stills[n_tail] = model.still_latents(ref_pixels, n_tail)
                 anchor = stills[n_tail]
                 motion = anchor + (1.0 - motion_anchor) * (motion - anchor)
-        elif sc.still_lead and motion_len:  # the first segment: led by the reference standing still
+        elif still_lead and motion_len:  # the first segment: led by the reference standing still
             if motion_len not in stills:
                 stills[motion_len] = model.still_latents(ref_pixels, motion_len)
             motion = stills[motion_len]

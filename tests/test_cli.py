@@ -101,3 +101,13 @@ def test_info_prints_every_preset(capsys):
     assert main(["info", "--preset", "tiny", "--preset", "toon-s"]) == 0
     out = capsys.readouterr().out
     assert "tiny" in out and "toon-s" in out and "FLOP" in out
+
+
+def test_still_lead_flag_reaches_the_settings():
+    from models.cli import build_parser
+    from models.commands.generate import settings_from_args
+
+    base = ["generate", "--image", "a.png", "--audio", "a.wav", "--out", "o.mp4"]
+    for extra, want in (([], None), (["--still-lead"], True), (["--no-still-lead"], False)):
+        args = build_parser().parse_args(base + extra)
+        assert settings_from_args(args, 25.0).still_lead is want

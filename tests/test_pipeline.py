@@ -194,6 +194,14 @@ def test_still_lead_leads_the_first_segment_with_the_reference_standing_still(ti
         still = tiny_model.still_latents(ref, 5)
     assert torch.allclose(seen[0], still, atol=1e-5) and torch.allclose(seen[1], still, atol=1e-5)
     assert not torch.allclose(seen[2], still, atol=1e-3)  # later segments: the previous frames
+    # The setting overrides the model's default, both ways.
+    seen.clear()
+    generate(tiny_model, GenerationInputs(image, audio), dataclasses.replace(settings, still_lead=False))
+    assert seen[0] is None
+    monkeypatch.setattr(tiny_model, "config", cfg)
+    seen.clear()
+    again = generate(tiny_model, GenerationInputs(image, audio), dataclasses.replace(settings, still_lead=True))
+    assert torch.allclose(seen[0], still, atol=1e-5) and np.array_equal(again.frames, res.frames)
 
 
 def test_motion_anchor_outside_0_1_is_refused(tiny_model, image, rng):

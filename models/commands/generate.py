@@ -39,6 +39,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--motion-anchor", type=float,
                    help="0-1: how far the previous segment's frames are pulled toward the reference before they "
                         "lead the next (default: the model's; higher keeps the face, lower keeps the motion flowing)")
+    p.add_argument("--still-lead", action=argparse.BooleanOptionalAction, default=None,
+                   help="lead the first segment with the reference standing still, as the anchored segments after "
+                        "it are (default: the model's)")
     p.add_argument("--audio-focus", type=float,
                    help="0-1: how much of the audio guidance is kept to the mouth (found on the reference); 0 "
                         "guides the whole frame (default: the model's; higher keeps the eyes steady)")
@@ -64,7 +67,7 @@ def settings_from_args(args, fps: float | None, max_frames: int | None = None):
     return GenerationSettings(
         steps=args.steps, cfg_text=args.cfg_text, cfg_audio=args.cfg_audio, anneal=args.anneal,
         anneal_strength=args.anneal_strength, motion_noise=args.motion_noise,
-        audio_focus=args.audio_focus, motion_anchor=args.motion_anchor,
+        audio_focus=args.audio_focus, motion_anchor=args.motion_anchor, still_lead=args.still_lead,
         segment_frames=args.segment_frames, area=args.area, fps=fps,
         seed=args.seed,  # 42 unless given, as in the app (both engines)
         mode=args.mode, max_frames=max_frames,

@@ -40,6 +40,7 @@ class GenerationSettings:
     motion_noise: float | None = None  # 0-1: the motion latents blended toward noise (SamplingConfig.motion_noise)
     audio_focus: float | None = None  # 0-1: audio guidance kept to the mouth (SamplingConfig.audio_focus)
     motion_anchor: float | None = None  # 0-1: motion latents pulled toward the reference (SamplingConfig.motion_anchor)
+    still_lead: bool | None = None  # the first segment led by the still reference (SamplingConfig.still_lead)
     area: int | None = None  # pixel area; the aspect ratio comes from the reference
     fps: float | None = None
     mode: str = "auto"
