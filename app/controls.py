@@ -107,7 +107,7 @@ class ControlsPanel(QGroupBox):
 
     # Rows shown only with the model engine (the instant engine has no network, steps or guidance).
     MODEL_ROWS = ("model", "device", "cpu_threads", "text", "cfg_audio", "audio_focus", "cfg_text", "anneal",
-                  "anneal_strength", "motion_anchor", "steps", "segment_frames", "area", "presets")
+                  "anneal_strength", "motion_anchor", "still_lead", "steps", "segment_frames", "area", "presets")
 
     def __init__(self, settings, parent=None) -> None:
         super().__init__("4  Prompt and generation", parent)
@@ -148,6 +148,10 @@ class ControlsPanel(QGroupBox):
         self.motion_anchor.setToolTip("How far each segment's lead-in frames are pulled back toward the picture: "
                                       "higher keeps the face over long takes, lower keeps the motion flowing "
                                       "from one segment to the next.")
+        self.still_lead = QCheckBox("led by the picture")
+        self.still_lead.setToolTip("The first segment has no earlier frames to start from: lead it with the picture "
+                                   "standing still, as the anchored segments after it are (keeps the face from the "
+                                   "first frame).")
         self.anneal = _combo(6)
         self.anneal.addItems(ANNEAL_SCHEDULES)
         self.anneal_strength = SliderBox(0.0, 1.0, 0.05, 2)
@@ -221,6 +225,7 @@ class ControlsPanel(QGroupBox):
         add("anneal", "Annealing", _row(self.anneal, 1))
         add("anneal_strength", "Strength", self.anneal_strength)
         add("motion_anchor", "Anchor", self.motion_anchor)
+        add("still_lead", "First segment", _row(self.still_lead, 1))
         add("steps", "Steps", _row(self.steps, 1))
         add("seed", "Seed", _row(self.seed, self.dice, self.random_seed, 1))
         add("used_seed", "", self.used_seed)
@@ -250,6 +255,7 @@ class ControlsPanel(QGroupBox):
             w.valueChanged.connect(self.changed)
         for w in (self.steps, self.seed):
             w.valueChanged.connect(self.changed)
+        self.still_lead.toggled.connect(self.changed)
         for w in (self.anneal, self.area, self.instant_area, self.aspect, self.segment_frames, self.device,
                   self.dtype, self.model, self.engine):
             w.currentIndexChanged.connect(self.changed)
@@ -332,7 +338,7 @@ class ControlsPanel(QGroupBox):
         sc = cfg.sampling
         self.apply({"steps": sc.steps, "cfg_audio": sc.cfg_audio, "cfg_text": sc.cfg_text, "anneal": sc.anneal,
                     "anneal_strength": sc.anneal_strength, "audio_focus": sc.audio_focus,
-                    "motion_anchor": sc.motion_anchor})
+                    "motion_anchor": sc.motion_anchor, "still_lead": sc.still_lead})
         self._label_segments(float(cfg.cond.fps))
 
     def output_fps(self) -> float:
@@ -428,6 +434,7 @@ class ControlsPanel(QGroupBox):
             "cfg_audio": round(self.cfg_audio.value(), 3),
             "audio_focus": round(self.audio_focus.value(), 3),
             "motion_anchor": round(self.motion_anchor.value(), 3),
+            "still_lead": self.still_lead.isChecked(),
             "cfg_text": round(self.cfg_text.value(), 3),
             "anneal": self.anneal.currentText(),
             "anneal_strength": round(self.anneal_strength.value(), 3),
@@ -477,8 +484,8 @@ class ControlsPanel(QGroupBox):
                 getattr(self, k).setValue(float(v))
             elif k in ("steps", "seed", "cpu_threads"):
                 getattr(self, k).setValue(int(v))
-            elif k == "random_seed":
-                self.random_seed.setChecked(bool(v))
+            elif k in ("random_seed", "still_lead"):
+                getattr(self, k).setChecked(bool(v))
             elif k in ("area", "instant_area", "segment_frames"):
                 combo(getattr(self, k), int(v), by_data=True)
         if hasattr(self, "preset_label"):
@@ -501,7 +508,7 @@ class ControlsPanel(QGroupBox):
         return GenerationSettings(
             steps=v["steps"], cfg_text=v["cfg_text"], cfg_audio=v["cfg_audio"], anneal=v["anneal"],
             anneal_strength=v["anneal_strength"], audio_focus=v["audio_focus"],
-            motion_anchor=v["motion_anchor"], seed=seed,
+            motion_anchor=v["motion_anchor"], still_lead=v["still_lead"], seed=seed,
             segment_frames=v["segment_frames"] or None,
             area=area or None, fps=fps, max_frames=int(round(v["max_seconds"] * fps)) or None,
         )

@@ -58,7 +58,8 @@ class RunRecord:
         else:
             how = (f"seed {self.seed}  steps {s.get('steps')}  aCFG {s.get('cfg_audio')} focus {s.get('audio_focus')}"
                    f"  tCFG {s.get('cfg_text')}"
-                   f"  {s.get('anneal')} {s.get('anneal_strength')}  anchor {s.get('motion_anchor')}")
+                   f"  {s.get('anneal')} {s.get('anneal_strength')}  anchor {s.get('motion_anchor')}"
+                   f"{'  lead' if s.get('still_lead') else ''}")
         length = f"{self.num_frames / self.fps:.1f} s" if self.num_frames and self.fps else f"{self.segments} seg"
         size = f"  {self.size[0]}x{self.size[1]}" if self.size else ""
         return f"{who}: {self.inputs()}\n{how}\n{length}{size}  {self.status}"

@@ -18,8 +18,8 @@ DEFAULTS: dict[str, object] = {
     "dtype": "float32",
     "cpu_threads": 0,  # 0: all cores but one, which stays free for the UI and the camera
     "text": "",
-    # steps, cfg_audio, audio_focus, cfg_text, anneal, anneal_strength, motion_anchor: the selected
-    # model's (its config's sampling)
+    # steps, cfg_audio, audio_focus, cfg_text, anneal, anneal_strength, motion_anchor, still_lead: the
+    # selected model's (its config's sampling)
     "seed": 42,
     "random_seed": False,
     "area": 0,  # the model engine's frame area; 0: the model's own (its training size)
@@ -48,6 +48,7 @@ PRESETS: dict[str, dict[str, object]] = {
     "fast preview": {"steps": 8, "area": 96 * 96, "segment_frames": 0, "max_seconds": 2.0},
     DEFAULT_PRESET: {"steps": MODEL_OWN, "cfg_audio": MODEL_OWN, "audio_focus": MODEL_OWN, "cfg_text": MODEL_OWN,
                      "anneal": MODEL_OWN, "anneal_strength": MODEL_OWN, "motion_anchor": MODEL_OWN,
+                     "still_lead": MODEL_OWN,
                      "area": 0, "segment_frames": 0, "max_seconds": 0.0},
     "quality": {"steps": 30, "area": 0, "segment_frames": 0, "max_seconds": 0.0},
 }

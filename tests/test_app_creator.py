@@ -164,14 +164,16 @@ def test_presets_have_a_default_and_show_the_active_one(qtbot, window):
     c.apply({"engine": MODEL_ENGINE, "model": "preset:tiny"})
     assert c.active_preset() == "default"  # a fresh pick of a model is its own values
     c.apply({"steps": 13, "cfg_audio": 9.0, "anneal_strength": 0.1, "max_seconds": 2.0, "audio_focus": 0.6,
-             "motion_anchor": 0.3})
+             "motion_anchor": 0.3, "still_lead": True})
     gs = c.generation_settings()  # the sliders reach the engine
-    assert (gs.audio_focus, gs.motion_anchor) == pytest.approx((0.6, 0.3))
+    assert (gs.audio_focus, gs.motion_anchor) == pytest.approx((0.6, 0.3)) and gs.still_lead is True
+    assert c.active_preset() == ""
     c.preset_default.click()  # "default": the model's own sampling, its own size, the whole audio
     sc = get_preset("tiny").sampling
     assert (c.steps.value(), c.anneal.currentText(), c.max_seconds.value()) == (sc.steps, sc.anneal, 0.0)
     assert (c.cfg_audio.value(), c.anneal_strength.value()) == pytest.approx((sc.cfg_audio, sc.anneal_strength))
     assert (c.audio_focus.value(), c.motion_anchor.value()) == pytest.approx((sc.audio_focus, sc.motion_anchor))
+    assert c.still_lead.isChecked() is sc.still_lead and c.generation_settings().still_lead is sc.still_lead
     assert c.active_preset() == "default" and c.preset_default.isChecked() and "default" in c.preset_label.text()
     c.preset_fast.click()
     assert c.preset_fast.isChecked() and not c.preset_default.isChecked()
