@@ -219,3 +219,16 @@ def test_motion_anchor_key_is_checked():
     with pytest.raises(UserError, match="motion_anchor.*motion_prob"):
         parse_recipe({**TINY_FACE_RECIPE, "stages": [{**stage, "motion_prob": 0.0, "motion_noise": 0.0,
                                                       "motion_anchor": 0.5}]}, "r.json")
+
+
+def test_the_bundled_face_s_samples_as_its_preset_says():
+    """resources/models/face-s/config.json and the face-s preset agree (architecture and sampling), so
+    `--random-init face-s`, the model card and the bundled model describe the same thing."""
+    from pathlib import Path
+
+    from models.config import ModelConfig
+
+    raw = json.loads((Path(__file__).parent.parent / "resources/models/face-s/config.json").read_text())
+    bundled, preset = ModelConfig.from_dict(raw["model"]), get_preset("face-s")
+    assert bundled.vae == preset.vae and bundled.dit == preset.dit and bundled.cond == preset.cond
+    assert bundled.sampling == preset.sampling
