@@ -130,6 +130,15 @@ def _keys(cls, raw: dict, where: str):
     return get
 
 
+def _motion_level(v, key: str, what: str, where: str, kind: str, motion_prob: float) -> float:
+    """A motion-frame key of a stage: a level in [0, 1] that needs a 'dit' stage carrying motion frames."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v <= 1.0:
+        raise UserError(f"{where}: key '{key}' must be {what} in [0, 1], got {v!r}")
+    if v and (kind != "dit" or not motion_prob):
+        raise UserError(f"{where}: key '{key}' needs a 'dit' stage with 'motion_prob' > 0")
+    return float(v)
+
+
 def parse_recipe(raw: dict, where: str) -> Recipe:
     from models.config import PRESETS
 
@@ -185,18 +194,9 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
         mp = float(sget("motion_prob"))
         if not 0.0 <= mp <= 1.0:
             raise UserError(f"{w}: key 'motion_prob' must be in [0, 1]")
-        motion_noise = sget("motion_noise")
-        if (not isinstance(motion_noise, (int, float)) or isinstance(motion_noise, bool)
-                or not 0.0 <= motion_noise <= 1.0):
-            raise UserError(f"{w}: key 'motion_noise' must be a noise level in [0, 1], got {motion_noise!r}")
-        if motion_noise and (kind != "dit" or not mp):
-            raise UserError(f"{w}: key 'motion_noise' needs a 'dit' stage with 'motion_prob' > 0")
-        motion_anchor = sget("motion_anchor")
-        if (not isinstance(motion_anchor, (int, float)) or isinstance(motion_anchor, bool)
-                or not 0.0 <= motion_anchor <= 1.0):
-            raise UserError(f"{w}: key 'motion_anchor' must be a share in [0, 1], got {motion_anchor!r}")
-        if motion_anchor and (kind != "dit" or not mp):
-            raise UserError(f"{w}: key 'motion_anchor' needs a 'dit' stage with 'motion_prob' > 0")
+
+        motion_noise = _motion_level(sget("motion_noise"), "motion_noise", "a noise level", w, kind, mp)
+        motion_anchor = _motion_level(sget("motion_anchor"), "motion_anchor", "a share", w, kind, mp)
         lip_pixel_weight = _weight(s, "lip_pixel_weight", w)
         if lip_pixel_weight and kind != "dit":
             raise UserError(f"{w}: key 'lip_pixel_weight' applies to 'dit' stages only")
@@ -214,7 +214,7 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
             warmup=int(sget("warmup")), batch_size=_need(s, "batch_size", int, w),
             keep={c: float(r) for c, r in keep.items()},
             pose_only_with_audio=bool(sget("pose_only_with_audio")),
-            motion_prob=mp, motion_noise=float(motion_noise), motion_anchor=float(motion_anchor),
+            motion_prob=mp, motion_noise=motion_noise, motion_anchor=motion_anchor,
             segment_frames=seg, crop=crop,
             cache_windows=cache_windows, decoder_only=decoder_only, face_crops=float(face_crops),
             mouth_weight=stage_mouth, lip_pixel_weight=lip_pixel_weight, audio_lr_mult=float(audio_lr_mult),
