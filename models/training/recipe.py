@@ -194,7 +194,6 @@ def parse_recipe(raw: dict, where: str) -> Recipe:
         mp = float(sget("motion_prob"))
         if not 0.0 <= mp <= 1.0:
             raise UserError(f"{w}: key 'motion_prob' must be in [0, 1]")
-
         motion_noise = _motion_level(sget("motion_noise"), "motion_noise", "a noise level", w, kind, mp)
         motion_anchor = _motion_level(sget("motion_anchor"), "motion_anchor", "a share", w, kind, mp)
         lip_pixel_weight = _weight(s, "lip_pixel_weight", w)
