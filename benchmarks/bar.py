@@ -1,7 +1,7 @@
 """The bar a bundled model must pass (issue 18), measured in one go on a model folder.
 
     python benchmarks/bar.py --model MODEL_DIR --held-out HELD_OUT [--clips 8] [--seconds 3] \\
-        [--steps N] [--take-seconds 30] [--human AUDIO --image IMG] [--out RESULT_DIR]
+        [--steps N] [--seed S] [--take-seconds 30] [--human AUDIO --image IMG] [--out RESULT_DIR]
 
 On the held-out clips (new characters, new voices), audio mode:
 
@@ -63,22 +63,24 @@ def _verdicts(table: dict, take: dict) -> list[tuple[str, bool, str]]:
     return out
 
 
-def long_take(model, clip, seconds: float, steps: int | None) -> dict:
+def long_take(model, clip, seconds: float, steps: int | None, seed: int = 0) -> dict:
     from models.training.evaluate import drift, identity_take
 
     t0 = time.perf_counter()
-    take = identity_take(model, clip, seconds=seconds, steps=steps)
+    take = identity_take(model, clip, seconds=seconds, steps=steps, seed=seed)
     take["gen_s_per_s"] = (time.perf_counter() - t0) / take["seconds"]
     frames = take.pop("frames")
     seg = model.config.sampling.segment_frames
     take["colour_shift"] = drift(frames[:seg], frames[-seg:], clip.frames[0])["colour_shift"]
     first10 = take.pop("face_match_frames")[: int(10 * clip.fps)]
     take["face_match_min_10s"] = float(np.nanmin(first10)) if np.isfinite(first10).any() else float("nan")
+    take["face_match_worst_frames"] = [int(i) for i in np.argsort(np.nan_to_num(first10, nan=np.inf))[:5]]
     take["_frames"] = frames
     return take
 
 
-def human_take(model, audio_path: str, image_path: str, out_dir: Path, steps: int | None, seconds: float) -> dict:
+def human_take(model, audio_path: str, image_path: str, out_dir: Path, steps: int | None, seconds: float,
+               seed: int = 0) -> dict:
     import cv2
 
     from models.engines import GenerationInputs, GenerationSettings
@@ -97,7 +99,8 @@ def human_take(model, audio_path: str, image_path: str, out_dir: Path, steps: in
     sr = model.config.cond.sample_rate
     audio = read_audio(audio_path, sample_rate=sr, normalize=True)[: int(seconds * sr)]
     ref = read_image(image_path)
-    res = generate(model, GenerationInputs(ref, audio, None, ""), GenerationSettings(steps=steps, seed=0, mode="audio"))
+    res = generate(model, GenerationInputs(ref, audio, None, ""),
+                   GenerationSettings(steps=steps, seed=seed, mode="audio"))
     frames = res.frames
     small_ref = _fit(ref[None], frames.shape[1:3])[0]
     kp = mediapipe_video_keypoints(ref[None])  # at the picture's own size (normalised: fits the frames)
@@ -152,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0, help="the first seed (clip i uses seed + i)")
     ap.add_argument("--take-seconds", type=float, default=30.0)
     ap.add_argument("--human", default=None, help="recorded human speech (wav, flac, ...)")
     ap.add_argument("--image", default=None, help="the picture for --human")
@@ -178,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     store = ClipStore(args.held_out)
     t0 = time.perf_counter()
     table = run_benchmark(model, args.held_out, clips=args.clips, steps=args.steps, seconds=args.seconds,
-                          drift_seconds=0, use_mediapipe=False, modes=("audio",), log=lambda s: None)
+                          drift_seconds=0, seed=args.seed, use_mediapipe=False, modes=("audio",), log=lambda s: None)
     print(f"held-out clips: {min(args.clips, len(store))} x {args.seconds:g} s in {time.perf_counter() - t0:.0f} s")
-    take = long_take(model, store.clip(0), args.take_seconds, args.steps)
+    take = long_take(model, store.clip(0), args.take_seconds, args.steps, args.seed)
     frames = take.pop("_frames")
     import cv2
 
@@ -188,11 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = [np.concatenate(list(picks[i : i + 10]), axis=1) for i in range(0, len(picks) - len(picks) % 10 or 1, 10)]
     rows = [r for r in rows if r.shape == rows[0].shape]
     cv2.imwrite(str(out_dir / "take.png"), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
-    result = {"table": table, "take": take, "sampling": dataclasses.asdict(model.config.sampling)}
+    result = {"table": table, "take": take, "sampling": dataclasses.asdict(model.config.sampling), "seed": args.seed}
     if args.human:
         if not args.image:
             ap.error("--human needs --image")
-        result["human"] = human_take(model, args.human, args.image, out_dir, args.steps, args.human_seconds)
+        result["human"] = human_take(model, args.human, args.image, out_dir, args.steps, args.human_seconds,
+                                     args.seed)
     verdicts = _verdicts(table, take)
     result["verdicts"] = [{"bar": b, "pass": bool(p), "value": v} for b, p, v in verdicts]
     (out_dir / "bar.json").write_text(json.dumps(result, indent=2, default=float))

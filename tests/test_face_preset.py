@@ -166,10 +166,13 @@ def test_the_bar_runs_at_a_tiny_size_and_gives_a_verdict_per_criterion(face_data
                    "--steps", "1", "--take-seconds", "1.2", "--human", str(speech), "--image",
                    "resources/examples/face.png", "--human-seconds", "1", "--out", str(out),
                    "--cfg-audio", "2.0", "--motion-noise", "0.1", "--audio-focus", "0.5",
-                   "--motion-anchor", "0.4", "--still-lead"])
+                   "--motion-anchor", "0.4", "--still-lead", "--seed", "3"])
     res = json.loads((out / "bar.json").read_text())
     assert res["sampling"]["cfg_audio"] == 2.0 and res["sampling"]["audio_focus"] == 0.5
     assert res["sampling"]["motion_anchor"] == 0.4 and res["sampling"]["still_lead"]  # the settings measured
+    assert res["seed"] == 3
+    worst = res["take"]["face_match_worst_frames"]  # where to look first in the take
+    assert worst and all(0 <= i < 30 for i in worst)
     assert rc == (0 if all(v["pass"] for v in res["verdicts"]) else 1)
     assert len(res["verdicts"]) == 8 and all(v["value"] for v in res["verdicts"])
     assert rc == 1  # a random transformer does not pass
