@@ -170,7 +170,7 @@ def test_the_bar_runs_at_a_tiny_size_and_gives_a_verdict_per_criterion(face_data
     res = json.loads((out / "bar.json").read_text())
     assert res["sampling"]["cfg_audio"] == 2.0 and res["sampling"]["audio_focus"] == 0.5
     assert res["sampling"]["motion_anchor"] == 0.4 and res["sampling"]["still_lead"]  # the settings measured
-    assert res["seed"] == 3
+    assert res["seed"] == [3]
     worst = res["take"]["face_match_worst_frames"]  # where to look first in the take
     assert worst and all(0 <= i < 30 for i in worst)
     assert rc == (0 if all(v["pass"] for v in res["verdicts"]) else 1)
@@ -179,6 +179,32 @@ def test_the_bar_runs_at_a_tiny_size_and_gives_a_verdict_per_criterion(face_data
     assert (out / "take.png").is_file() and (out / "human.mp4").is_file()
     assert (out / "human.png").is_file()  # a strip to judge, with or without lips MediaPipe can find
     assert res["human"]["seconds"] > 0.5
+
+
+def test_the_bar_averages_its_numbers_over_several_seeds(face_data, vae_model, tmp_path):
+    from benchmarks import bar
+
+    out = tmp_path / "bar"
+    bar.main(["--model", str(vae_model), "--held-out", str(face_data), "--clips", "1", "--seconds", "0.8",
+              "--steps", "1", "--take-seconds", "0.8", "--out", str(out), "--seed", "3", "4"])
+    res = json.loads((out / "bar.json").read_text())
+    assert res["seed"] == [3, 4] and [p["seed"] for p in res["per_seed"]] == [3, 4]
+    ps = [p["take"]["per_second"][0]["ssim"] for p in res["per_seed"]]
+    assert ps[0] != ps[1] and all(np.isfinite(ps))  # two seeds, two different takes
+    assert res["take"]["per_second"][0]["ssim"] == pytest.approx(sum(ps) / 2)
+    gt = [p["table"]["ground_truth"]["mouth_corr"] for p in res["per_seed"]]
+    assert res["table"]["ground_truth"]["mouth_corr"] == pytest.approx(sum(gt) / 2)
+
+
+def test_mean_tree_averages_numbers_and_keeps_the_rest():
+    from benchmarks.bar import mean_tree
+
+    a = {"x": 1.0, "n": float("nan"), "name": "a", "frames": [3, 1], "per": [{"v": 0.0}, {"v": 2.0}]}
+    b = {"x": 3.0, "n": 2.0, "name": "b", "frames": [0, 2], "per": [{"v": 1.0}, {"v": 4.0}]}
+    m = mean_tree([a, b])
+    assert m["x"] == 2.0 and m["n"] == 2.0 and m["name"] == "a" and m["frames"] == [3, 1]
+    assert m["per"] == [{"v": 0.5}, {"v": 3.0}]
+    assert mean_tree([a]) is a
 
 
 def test_anchored_training_pulls_the_motion_frames_toward_the_reference_standing_still(
