@@ -8,8 +8,9 @@
 #   here:  bash scripts/device_train.sh restore          put the set-aside bundled model back (no run made)
 #
 # Why the dance: the machine has no espeak-ng and no network, so speech travels as a speech bank
-# (.devkit/bank, carried); the working tree that travels is capped at 64 MiB and the bundled
-# checkpoint alone is 58 MiB, so `prepare` moves it out of the tree until `collect` or `restore`;
+# (.devkit/bank, carried); the working tree that travels is capped at 64 MiB with the carried kit, and
+# the run brings its own weights, so `prepare` moves every bundled checkpoint out of the tree until
+# `collect` or `restore`;
 # files come back in pieces of at most 16 MiB. docs/TRAINING_ON_A_GPU.md has the whole procedure.
 #
 # Knobs for a dry run on a CPU (the test suite uses them): OMNI_SIZE (synth preset, default face-s),
